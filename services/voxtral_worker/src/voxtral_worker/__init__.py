@@ -1,0 +1,1 @@
+"""voxtral_worker"""

@@ -1,0 +1,1 @@
+"""EchoStream shared contracts."""

@@ -1,0 +1,52 @@
+"""Settings shared by every service; each service subclasses ``ServiceSettings``.
+
+Common settings read ``ECHOSTREAM_<NAME>``; a service's own settings read
+``ECHOSTREAM_<SERVICE>_<NAME>`` through the subclass's ``env_prefix``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COMMON_PREFIX = "ECHOSTREAM_"
+
+
+def common(name: str) -> AliasChoices:
+    """The environment variable of a setting every service shares."""
+    return AliasChoices(f"{COMMON_PREFIX}{name.upper()}")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=COMMON_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        validation_alias=common("nats_url"),
+        description="comma-separated NATS server URLs",
+    )
+    nats_token: str | None = Field(default=None, validation_alias=common("nats_token"))
+    nats_connect_timeout_s: float = Field(
+        default=30.0, gt=0, validation_alias=common("nats_connect_timeout_s")
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", validation_alias=common("log_level")
+    )
+    log_format: Literal["json", "console"] = Field(
+        default="json", validation_alias=common("log_format")
+    )
+    drain_timeout_s: float = Field(default=10.0, gt=0, validation_alias=common("drain_timeout_s"))
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="0 disables the metrics endpoint"
+    )
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The NATS URLs as a list."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]

@@ -1,0 +1,206 @@
+"""Every message that travels on the bus.
+
+Each message is a frozen pydantic model with a ``type`` tag and a ``schema_version``. Times on the
+audio timeline are sample indices on the 16 kHz clock of one source, counted from 0; wall-clock
+times are Unix seconds (float).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+SCHEMA_VERSION = 1
+SAMPLE_RATE = 16_000
+"""The bus carries 16 kHz mono PCM16 little-endian audio, nothing else."""
+
+Token = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""A session id, source name, engine or worker id: safe to use as a NATS subject token."""
+
+Sample = Annotated[int, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class Message(BaseModel):
+    """Base of every bus message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+
+
+class SessionOpened(Message):
+    """A client opened a session."""
+
+    type: Literal["session.opened"] = "session.opened"
+    session_id: Token
+    client: str = Field(max_length=64, description="protocol or client: echopanel, native, file")
+    opened_at: Seconds
+    engines: tuple[Token, ...] = Field(min_length=1, description="engines that transcribe it")
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+
+class SessionClosed(Message):
+    """A session ended; all its sources are closed."""
+
+    type: Literal["session.closed"] = "session.closed"
+    session_id: Token
+    closed_at: Seconds
+    reason: str = Field(default="client", max_length=200)
+
+
+class SourceOpened(Message):
+    """A source (one audio stream, e.g. ``mic`` or ``system``) of a session started."""
+
+    type: Literal["source.opened"] = "source.opened"
+    session_id: Token
+    source: Token
+    opened_at: Seconds
+    engines: tuple[Token, ...] = Field(min_length=1)
+
+
+class SourceClosed(Message):
+    """No more audio will come for this source; ``end_sample`` is its total length."""
+
+    type: Literal["source.closed"] = "source.closed"
+    session_id: Token
+    source: Token
+    end_sample: Sample
+    closed_at: Seconds
+
+
+class AudioChunk(Message):
+    """A run of 16 kHz mono PCM16 (little-endian) samples of one source."""
+
+    type: Literal["audio.chunk"] = "audio.chunk"
+    session_id: Token
+    source: Token
+    seq: Annotated[int, Field(ge=0)] = Field(description="chunk number within the source")
+    first_sample: Sample
+    pcm: bytes = Field(max_length=SAMPLE_RATE * 2 * 10)
+    captured_at: Seconds = Field(description="wall-clock time the first sample was captured")
+
+    @field_validator("pcm")
+    @classmethod
+    def _whole_samples(cls, pcm: bytes) -> bytes:
+        if len(pcm) % 2:
+            raise ValueError("PCM16 payload must hold a whole number of 2-byte samples")
+        return pcm
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples in the chunk."""
+        return len(self.pcm) // 2
+
+    @property
+    def end_sample(self) -> int:
+        """Index one past the chunk's last sample."""
+        return self.first_sample + self.num_samples
+
+
+class SpeechStarted(Message):
+    """Voice activity began at ``sample`` (pre-roll included)."""
+
+    type: Literal["speech.started"] = "speech.started"
+    session_id: Token
+    source: Token
+    sample: Sample
+    detected_at: Seconds
+
+
+class SpeechEnded(Message):
+    """Voice activity ended at ``sample``."""
+
+    type: Literal["speech.ended"] = "speech.ended"
+    session_id: Token
+    source: Token
+    sample: Sample
+    detected_at: Seconds
+
+
+class TranscriptionJob(Message):
+    """Work-queue item: transcribe one source of a session with one engine."""
+
+    type: Literal["transcription.job"] = "transcription.job"
+    session_id: Token
+    source: Token
+    engine: Token
+    created_at: Seconds
+
+
+class Word(BaseModel):
+    """One word of a final transcript with its place on the source's sample clock."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = Field(max_length=200)
+    start_sample: Sample
+    end_sample: Sample
+    probability: float | None = Field(default=None, ge=0, le=1)
+
+
+class TranscriptPartial(Message):
+    """A revisable hypothesis for a segment still in progress."""
+
+    type: Literal["transcript.partial"] = "transcript.partial"
+    session_id: Token
+    source: Token
+    engine: Token
+    segment_id: Token
+    revision: Annotated[int, Field(ge=0)]
+    start_sample: Sample
+    end_sample: Sample
+    text: str = Field(max_length=10_000)
+    emitted_at: Seconds
+
+
+class TranscriptFinal(Message):
+    """The immutable transcript of a segment; replaces every partial with its ``segment_id``."""
+
+    type: Literal["transcript.final"] = "transcript.final"
+    session_id: Token
+    source: Token
+    engine: Token
+    segment_id: Token
+    start_sample: Sample
+    end_sample: Sample
+    text: str = Field(max_length=20_000)
+    words: tuple[Word, ...] = ()
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    language: str | None = Field(default=None, max_length=16)
+    emitted_at: Seconds
+
+
+class WorkerStatus(Message):
+    """Periodic health and load report of one engine worker."""
+
+    type: Literal["worker.status"] = "worker.status"
+    worker_id: Token
+    engine: Token
+    state: Literal["ok", "degraded", "error", "stopping"]
+    active_streams: Annotated[int, Field(ge=0)]
+    capacity: Annotated[int, Field(ge=0)]
+    max_lag_s: Seconds = 0.0
+    real_time_factor: Seconds = 0.0
+    detail: str = Field(default="", max_length=500)
+    reported_at: Seconds
+
+
+BusMessage = Annotated[
+    SessionOpened
+    | SessionClosed
+    | SourceOpened
+    | SourceClosed
+    | AudioChunk
+    | SpeechStarted
+    | SpeechEnded
+    | TranscriptionJob
+    | TranscriptPartial
+    | TranscriptFinal
+    | WorkerStatus,
+    Field(discriminator="type"),
+]
+"""Any bus message, told apart by its ``type`` tag."""
+
+BUS_MESSAGE_ADAPTER: TypeAdapter[BusMessage] = TypeAdapter(BusMessage)
