@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from echostream_shared.topology import TopologyLimits
+
 COMMON_PREFIX = "ECHOSTREAM_"
 
 
@@ -42,9 +44,24 @@ class ServiceSettings(BaseSettings):
         default="json", validation_alias=common("log_format")
     )
     drain_timeout_s: float = Field(default=10.0, gt=0, validation_alias=common("drain_timeout_s"))
+    job_ack_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=common("job_ack_wait_s"),
+        description="how long a dead worker's stream waits before another worker takes it",
+    )
+    audio_retention_s: float = Field(
+        default=24 * 3600.0, gt=0, validation_alias=common("audio_retention_s")
+    )
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="0 disables the metrics endpoint"
     )
+
+    def topology_limits(self) -> TopologyLimits:
+        """The JetStream limits these settings ask for."""
+        return TopologyLimits(
+            job_ack_wait_s=self.job_ack_wait_s, audio_max_age_s=self.audio_retention_s
+        )
 
     @property
     def nats_servers(self) -> list[str]:

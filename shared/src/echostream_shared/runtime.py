@@ -98,7 +98,7 @@ async def serve(
     log.info("service.started", nats=nc.connected_url.netloc if nc.connected_url else None)
     try:
         js = nc.jetstream()
-        await ensure_topology(js, limits)
+        await ensure_topology(js, limits or settings.topology_limits())
         return await _run_until_stopped(service, Bus(nc, js), stop, settings.drain_timeout_s)
     finally:
         with contextlib.suppress(Exception):
