@@ -25,6 +25,9 @@ class SlowService:
     def __init__(self, pause_s: float) -> None:
         self._pause_s = pause_s
 
+    def health(self) -> dict[str, object]:
+        return {"status": "ok"}
+
     async def run(self, bus: Bus, stop: asyncio.Event) -> None:
         await bus.js.add_consumer(t.SESSION_STREAM, ConsumerConfig(durable_name=DURABLE))
         consumer = PullConsumer(bus, t.SESSION_STREAM, DURABLE, self._handle, batch=1)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,10 @@ MESSAGES = 30
 DRAIN_TIMEOUT_S = 5.0
 
 
-def start_service(nats_url: str, pause_s: float) -> subprocess.Popen[bytes]:
+def start_service(nats_url: str, pause_s: float, **extra_env: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **extra_env,
         "ECHOSTREAM_NATS_URL": nats_url,
         "ECHOSTREAM_DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S),
         "ECHOSTREAM_NATS_CONNECT_TIMEOUT_S": "3",
@@ -91,3 +93,29 @@ def test_a_service_waiting_for_nats_stops_on_a_signal(signum: int) -> None:
     assert service.wait(timeout=10) == 0
     _out, err = service.communicate()
     assert json.loads(err.decode().splitlines()[-1])["event"] == "service.stopped_before_connecting"
+
+
+async def test_health_and_metrics_are_served_while_running(nats_server: NatsServer) -> None:
+    port = free_port()
+    service = start_service(nats_server.url, 0, ECHOSTREAM_METRICS_PORT=str(port))
+    try:
+        health = await asyncio.to_thread(http_get_when_up, f"http://127.0.0.1:{port}/health")
+        metrics = await asyncio.to_thread(http_get_when_up, f"http://127.0.0.1:{port}/metrics")
+        assert json.loads(health) == {"status": "ok"}
+        assert "echostream_bus_malformed_messages_total" in metrics
+    finally:
+        service.terminate()
+        assert service.wait(timeout=15) == 0
+
+
+def http_get_when_up(url: str) -> str:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                body: bytes = response.read()
+                return body.decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -54,7 +54,10 @@ class ServiceSettings(BaseSettings):
         default=24 * 3600.0, gt=0, validation_alias=common("audio_retention_s")
     )
     metrics_port: int = Field(
-        default=0, ge=0, le=65535, description="0 disables the metrics endpoint"
+        default=0,
+        ge=0,
+        le=65535,
+        description="port of GET /health and GET /metrics; 0 disables them",
     )
 
     def topology_limits(self) -> TopologyLimits:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Mapping
 from typing import Protocol
 
 from nats.aio.client import Client as NATS
-from prometheus_client import start_http_server
 
 from echostream_shared.bus import Bus
 from echostream_shared.config import ServiceSettings
 from echostream_shared.logging import get_logger
+from echostream_shared.probes import start_probe_server
 from echostream_shared.topology import TopologyLimits, ensure_topology
 
 log = get_logger("runtime")
@@ -25,6 +26,10 @@ class Service(Protocol):
     """What the runtime runs: a coroutine that works until ``stop`` is set."""
 
     name: str
+
+    def health(self) -> Mapping[str, object]:
+        """A small JSON-able report; ``status`` is ``ok``, ``degraded`` or anything unhealthy."""
+        ...
 
     async def run(self, bus: Bus, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then finish in-flight work and return."""
@@ -89,8 +94,19 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    probes = None
     if settings.metrics_port:
-        start_http_server(settings.metrics_port)
+        probes = await start_probe_server(settings.metrics_port, service.health)
+    try:
+        return await _connected(service, settings, limits or settings.topology_limits(), stop)
+    finally:
+        if probes is not None:
+            probes.close()
+
+
+async def _connected(
+    service: Service, settings: ServiceSettings, limits: TopologyLimits, stop: asyncio.Event
+) -> int:
     nc = await connect(settings, stop)
     if nc is None:
         log.info("service.stopped_before_connecting")
@@ -98,7 +114,7 @@ async def serve(
     log.info("service.started", nats=nc.connected_url.netloc if nc.connected_url else None)
     try:
         js = nc.jetstream()
-        await ensure_topology(js, limits or settings.topology_limits())
+        await ensure_topology(js, limits)
         return await _run_until_stopped(service, Bus(nc, js), stop, settings.drain_timeout_s)
     finally:
         with contextlib.suppress(Exception):
