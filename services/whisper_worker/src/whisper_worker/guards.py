@@ -1,0 +1,169 @@
+"""Guards against Whisper's known failure modes, as small pure functions.
+
+Whisper invents text on silence ("Thank you.", "[BLANK_AUDIO]"), loops on a phrase, and, when audio
+is cut into windows, repeats the words at a cut. These checks run on every decode before any text
+leaves the worker. Word-level functions take plain strings and return indices or counts, so callers
+keep their own word types (timestamps, probabilities).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FRAME = 480  # 30 ms at 16 kHz
+
+# Normalised texts Whisper is known to produce on silence, music or noise.
+KNOWN_HALLUCINATIONS = frozenset(
+    {
+        "thank you",
+        "thank you very much",
+        "thanks for watching",
+        "thank you for watching",
+        "thanks for listening",
+        "thank you for listening",
+        "please subscribe",
+        "subscribe",
+        "like and subscribe",
+        "bye",
+        "bye bye",
+        "goodbye",
+        "you",
+        "oh",
+        "uh",
+        "um",
+        "hmm",
+        "so",
+        "okay",
+        "the end",
+        "music",
+        "applause",
+        "silence",
+        "blank audio",
+        "subtitles by the amara org community",
+    }
+)
+
+_ANNOTATION = re.compile(r"^[\[(*♪♫].*|.*[\])*♪♫]$")
+_OPENERS = {"[": "]", "(": ")", "*": "*"}
+_NON_WORD = re.compile(r"[^\w']+")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    silence_dbfs: float = -50.0  # loudest 30 ms frame below this: do not decode at all
+    quiet_dbfs: float = -35.0  # a known phrase on audio this quiet is a hallucination
+    min_confidence: float = 0.6  # a known phrase decoded less surely than this is a hallucination
+    max_repeats: int = 3  # an n-gram repeated more often than this in a row is a loop
+    max_ngram: int = 8
+
+
+def norm_word(word: str) -> str:
+    """A word for comparison: lower case, no punctuation (apostrophes kept)."""
+    return _NON_WORD.sub("", word.lower())
+
+
+def norm_text(text: str) -> str:
+    return " ".join(w for w in (norm_word(t) for t in text.replace("_", " ").split()) if w)
+
+
+def peak_frame_dbfs(audio: npt.NDArray[np.float32], frame: int = FRAME) -> float:
+    """RMS level of the loudest frame, in dBFS (-inf-safe: silence gives -120)."""
+    n = len(audio) // frame
+    if n == 0:
+        rms = float(np.sqrt(np.mean(np.square(audio)))) if len(audio) else 0.0
+    else:
+        frames = audio[: n * frame].reshape(n, frame).astype(np.float64)
+        rms = float(np.sqrt(np.square(frames).mean(axis=1)).max())
+    return 20.0 * float(np.log10(max(rms, 1e-6)))
+
+
+def is_near_silent(audio: npt.NDArray[np.float32], config: GuardConfig = GuardConfig()) -> bool:
+    """True when no frame is loud enough to be speech, so decoding would only invite a hallucination."""
+    return peak_frame_dbfs(audio) < config.silence_dbfs
+
+
+def _closer(word: str) -> str | None:
+    """The closing mark an annotation opened by ``word`` waits for, if it is left open."""
+    body = word.rstrip(".,!?;:")
+    closer = _OPENERS.get(body[:1])
+    if closer is None or (len(body) > 1 and body.endswith(closer)):
+        return None
+    return closer
+
+
+def annotation_keep(words: Sequence[str]) -> list[int]:
+    """Indices of words outside non-speech annotations: ``[BLANK_AUDIO]``, ``(wind blowing)``, ``♪``."""
+    keep: list[int] = []
+    waiting: str | None = None
+    for i, word in enumerate(words):
+        body = word.strip().rstrip(".,!?;:")
+        if waiting is not None:
+            if body.endswith(waiting):
+                waiting = None
+            continue
+        waiting = _closer(word.strip())
+        if waiting is None and not _ANNOTATION.match(body) and any(c.isalnum() for c in body):
+            keep.append(i)
+    return keep
+
+
+def is_hallucination(
+    text: str, *, confidence: float | None, peak_dbfs: float, config: GuardConfig = GuardConfig()
+) -> bool:
+    """A known silence phrase that was decoded unsurely or from quiet audio."""
+    if norm_text(text) not in KNOWN_HALLUCINATIONS:
+        return False
+    unsure = confidence is None or confidence < config.min_confidence
+    return unsure or peak_dbfs < config.quiet_dbfs
+
+
+def _run_length(words: Sequence[str], start: int, n: int) -> int:
+    """How many times ``words[start:start+n]`` repeats back to back from ``start``."""
+    gram = words[start : start + n]
+    count = 1
+    while words[start + count * n : start + (count + 1) * n] == gram:
+        count += 1
+    return count
+
+
+def _loop_at(words: Sequence[str], i: int, config: GuardConfig) -> tuple[int, int] | None:
+    """(n, count) when an n-gram starting at ``i`` repeats more than ``max_repeats`` times in a row."""
+    for n in range(1, config.max_ngram + 1):
+        if i + n > len(words) or not all(words[i : i + n]):
+            return None
+        count = _run_length(words, i, n)
+        if count > config.max_repeats:
+            return n, count
+    return None
+
+
+def repetition_keep(words: Sequence[str], config: GuardConfig = GuardConfig()) -> list[int]:
+    """Indices to keep after collapsing each loop (an n-gram repeated > max_repeats times) to one copy."""
+    normed = [norm_word(w) for w in words]
+    keep: list[int] = []
+    i = 0
+    while i < len(normed):
+        loop = _loop_at(normed, i, config)
+        if loop is None:
+            keep.append(i)
+            i += 1
+        else:
+            n, count = loop
+            keep.extend(range(i, i + n))
+            i += n * count
+    return keep
+
+
+def boundary_overlap(prev_tail: Sequence[str], head: Sequence[str], max_words: int = 6) -> int:
+    """How many leading ``head`` words repeat the last words of the previous final (0 if none)."""
+    tail = [norm_word(w) for w in prev_tail]
+    first = [norm_word(w) for w in head]
+    for k in range(min(max_words, len(tail), len(first)), 0, -1):
+        if tail[-k:] == first[:k] and all(first[:k]):
+            return k
+    return 0

@@ -1,0 +1,415 @@
+"""The streaming policy for one (session, source): revisable partials, one immutable final per segment.
+
+Cost model (tiny.en, 2 cores): a full-context decode costs ~2 CPU-s whatever the clip length, because
+the encoder always runs a 30 s window; a short reduced-context partial costs ~0.2-0.5 CPU-s. So:
+
+* a final is decoded once per segment, at full context, when the capture's VAD says speech ended, or
+  when speech runs past ``max_segment_s`` (then the cut falls in the widest word gap near the end and
+  the rest of the audio starts the next segment);
+* partials decode only the recent audio (``partial_window_s``, reduced context, one thread) after a
+  frozen prefix of earlier partial words, and only while a CPU token bucket has credit: it earns
+  ``partial_cpu_per_audio_s`` CPU-seconds per second of audio, so partial cost per audio second is
+  bounded whatever the decode costs, and partials thin out by themselves when decodes get slower;
+* when the service reports lag (``lag_s``), partials stop; finals never do.
+
+Everything a final depends on (segment starts, cut points, pads) is a function of the audio and the
+boundary events alone, never of timing or partials, so a replay from a checkpoint gives the same finals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from whisper_worker.guards import boundary_overlap
+from whisper_worker.transcriber import Decoded, Purpose
+
+SAMPLE_RATE = 16_000
+ENERGY_FRAME = 320  # 20 ms, to place a forced cut in the quietest spot of a word gap
+MAX_GAP_FILL = 2 * SAMPLE_RATE  # a larger jump in the sample clock restarts the buffer
+
+
+class Transcriber(Protocol):
+    async def transcribe(
+        self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
+    ) -> Decoded: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TimedWord:
+    text: str
+    start: int  # samples on the source clock
+    end: int
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class PartialUpdate:
+    segment_start: int
+    segment_end: int
+    revision: int  # 1, 2, ... within a segment
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalUpdate:
+    segment_start: int
+    segment_end: int
+    text: str  # empty only to retract partials of a segment that turned out to hold no speech
+    words: tuple[TimedWord, ...]
+    confidence: float | None
+    language: str
+
+
+Update = PartialUpdate | FinalUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCheckpoint:
+    done: int  # finals are complete up to this sample: replay audio from here
+    in_speech: bool
+    segment_start: int | None  # start of the open segment, if any
+    events_seen: bool  # False: no VAD events so far, the stream is segmented by length alone
+    tail: tuple[TimedWord, ...]  # last words of the previous final, for boundary dedup
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    max_segment_s: float = 20.0
+    min_segment_s: float = 0.25  # shorter VAD segments are not decoded (Whisper invents text)
+    pad_s: float = 0.2  # context decoded around VAD boundaries (never before the last final)
+    first_partial_s: float = 0.6
+    partial_interval_s: float = 1.0  # at most one partial per this much new audio
+    partial_window_s: float = 6.0  # partials decode at most this much recent audio
+    partial_cpu_per_audio_s: float = 0.05  # token bucket rate, CPU-seconds per audio second
+    partial_cpu_burst_s: float = 0.6  # bucket size: enough for a prompt first partial
+    max_lag_for_partials_s: float = 1.0
+    cut_search_s: float = 6.0  # a forced cut takes the widest word gap in this last stretch...
+    cut_margin_s: float = 1.0  # ...but not in the final second, whose words may be truncated
+    tail_words: int = 8
+    dedup_max_gap_s: float = 1.0  # head words this close to the previous final may repeat it
+    idle_keep_s: float = 2.0  # audio kept outside speech, for a boundary that lies in the past
+
+
+@dataclass(slots=True)
+class StreamStats:
+    audio_s: float = 0.0
+    partial_decodes: int = 0
+    partial_cpu_s: float = 0.0
+    final_decodes: int = 0
+    final_cpu_s: float = 0.0
+    partials_skipped_budget: int = 0
+    partials_skipped_lag: int = 0
+
+
+@dataclass(slots=True)
+class _PartialState:
+    revision: int = 0
+    attempts: int = 0
+    last_end: int = 0  # audio end of the last partial decode
+    text: str = ""
+    frozen: list[TimedWord] = field(default_factory=list)  # kept from earlier windows
+    hypothesis: list[TimedWord] = field(default_factory=list)  # words of the last partial
+
+
+def _samples(seconds: float) -> int:
+    return round(seconds * SAMPLE_RATE)
+
+
+class SourceStream:
+    """Feed it audio and VAD events in stream order; it returns the transcript updates they cause."""
+
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        config: StreamConfig | None = None,
+        resume: StreamCheckpoint | None = None,
+    ) -> None:
+        self.transcriber = transcriber
+        self.config = config or StreamConfig()
+        self.lag_s = 0.0  # set by the service: how far behind real time this stream is
+        self.stats = StreamStats()
+        self._buf = np.zeros(0, dtype=np.int16)
+        self._buf_start = 0
+        self._done = 0
+        self._in_speech = False
+        self._events_seen = False
+        self._seg_start = 0
+        self._tail: tuple[TimedWord, ...] = ()
+        self._partial = _PartialState()
+        self._credit = self.config.partial_cpu_burst_s
+        self._closed = False
+        self._language = "en"
+        if resume is not None:
+            self._resume(resume)
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    async def on_audio(self, first_sample: int, pcm: npt.NDArray[np.int16]) -> list[Update]:
+        added = self._append(first_sample, np.asarray(pcm, dtype=np.int16).reshape(-1))
+        self.stats.audio_s += added / SAMPLE_RATE
+        cfg = self.config
+        self._credit = min(
+            cfg.partial_cpu_burst_s,
+            self._credit + cfg.partial_cpu_per_audio_s * added / SAMPLE_RATE,
+        )
+        updates = await self._cut_long(self._buf_end)
+        if not updates and added:
+            updates += await self._maybe_partial()
+        self._trim()
+        return updates
+
+    async def on_speech_started(self, sample: int) -> list[Update]:
+        updates: list[Update] = []
+        if not self._events_seen:  # the length-only segment ends where the VAD puts speech
+            self._events_seen = True
+            updates += await self._close(max(sample, self._seg_start))
+        if self._in_speech or self._closed:
+            return updates
+        self._in_speech = True
+        self._seg_start = max(sample, self._done)
+        self._partial = _PartialState(last_end=self._seg_start)
+        return updates
+
+    async def on_speech_ended(self, sample: int) -> list[Update]:
+        speaking = self._speaking
+        self._events_seen = True
+        if not speaking or sample <= self._done:
+            return []
+        updates = await self._close(sample)
+        self._in_speech = False
+        self._trim()
+        return updates
+
+    async def on_closed(self, last_sample: int) -> list[Update]:
+        updates = await self._close(max(last_sample, self._done)) if self._speaking else []
+        self._in_speech = False
+        self._closed = True
+        return updates
+
+    def checkpoint(self) -> StreamCheckpoint:
+        seg = self._seg_start if self._speaking else None
+        return StreamCheckpoint(self._done, self._in_speech, seg, self._events_seen, self._tail)
+
+    # -- finals --------------------------------------------------------------------------------
+
+    @property
+    def _speaking(self) -> bool:
+        return not self._closed and (self._in_speech or not self._events_seen)
+
+    async def _cut_long(self, until: int) -> list[Update]:
+        """Forced finals while the open segment is longer than the maximum."""
+        updates: list[Update] = []
+        max_len = _samples(self.config.max_segment_s)
+        while self._speaking and until - self._seg_start > max_len:
+            window_end = self._seg_start + max_len
+            decoded, origin = await self._decode(
+                self._seg_start, window_end, "final", pad_after=False
+            )
+            words = self._words(decoded, origin, self._seg_start, window_end)
+            cut = self._cut_point(words, window_end)
+            kept = [w for w in words if (w.start + w.end) // 2 < cut]
+            updates += self._finalize(cut, kept, decoded)
+        return updates
+
+    async def _close(self, end: int) -> list[Update]:
+        """The final of the open segment, ending at ``end``."""
+        updates = await self._cut_long(end)
+        if end - self._seg_start < _samples(self.config.min_segment_s):
+            updates += self._finalize(max(end, self._seg_start), [], None)
+            return updates
+        decoded, origin = await self._decode(self._seg_start, end, "final", pad_after=True)
+        updates += self._finalize(end, self._words(decoded, origin, self._seg_start, end), decoded)
+        return updates
+
+    def _finalize(self, end: int, words: list[TimedWord], decoded: Decoded | None) -> list[Update]:
+        start = self._seg_start
+        words = self._dedup(words)
+        text = " ".join(w.text for w in words)
+        revision = self._partial.revision
+        self._done = end
+        self._seg_start = end
+        self._partial = _PartialState(last_end=end)
+        if words:
+            self._tail = tuple([*self._tail, *words][-self.config.tail_words :])
+        if decoded is not None:
+            self._language = decoded.language
+        if not text and revision == 0:
+            return []
+        confidence = float(np.mean([w.probability for w in words])) if words else None
+        return [FinalUpdate(start, end, text, tuple(words), confidence, self._language)]
+
+    def _dedup(self, words: list[TimedWord]) -> list[TimedWord]:
+        """Drop head words that repeat the previous final's tail right at the boundary."""
+        if not words or not self._tail:
+            return words
+        if words[0].start - self._tail[-1].end > _samples(self.config.dedup_max_gap_s):
+            return words
+        drop = boundary_overlap([w.text for w in self._tail], [w.text for w in words])
+        return words[drop:]
+
+    def _cut_point(self, words: list[TimedWord], window_end: int) -> int:
+        """Where a forced final ends: the widest word gap near the end, at its quietest 20 ms."""
+        cfg = self.config
+        lo, hi = window_end - _samples(cfg.cut_search_s), window_end - _samples(cfg.cut_margin_s)
+        best: tuple[int, int, int] | None = None  # (gap, left word end, right word start)
+        for left, right in zip(words, [*words[1:], None], strict=True):
+            if not lo <= left.end <= hi:
+                continue
+            right_start = right.start if right is not None else hi
+            gap = right_start - left.end
+            if best is None or gap >= best[0]:
+                best = (gap, left.end, max(right_start, left.end))
+        if best is None:
+            return self._quietest(lo, hi)
+        pad = _samples(0.15)
+        return self._quietest(max(lo, best[1] - pad), min(hi, best[2] + pad))
+
+    def _quietest(self, lo: int, hi: int) -> int:
+        """Centre of the quietest 20 ms frame in [lo, hi) (deterministic: audio only)."""
+        audio = self._slice(lo, hi).astype(np.float64)
+        n = len(audio) // ENERGY_FRAME
+        if n == 0:
+            return hi
+        energy = np.square(audio[: n * ENERGY_FRAME]).reshape(n, ENERGY_FRAME).sum(axis=1)
+        return lo + int(np.argmin(energy)) * ENERGY_FRAME + ENERGY_FRAME // 2
+
+    # -- partials ------------------------------------------------------------------------------
+
+    async def _maybe_partial(self) -> list[Update]:
+        if not self._partial_due():
+            return []
+        cfg = self.config
+        if self.lag_s > cfg.max_lag_for_partials_s:
+            self.stats.partials_skipped_lag += 1
+            return []
+        if self._credit <= 0:
+            self.stats.partials_skipped_budget += 1
+            return []
+        now = self._buf_end
+        start, frozen = self._partial_window(now)
+        prompt = " ".join(w.text for w in frozen[-cfg.tail_words :]) or None
+        decoded, origin = await self._decode(start, now, "partial", pad_after=False, prompt=prompt)
+        self._credit -= decoded.cpu_s
+        words = self._words(decoded, origin, start, now)
+        state = self._partial
+        state.attempts += 1
+        state.last_end, state.frozen, state.hypothesis = now, frozen, [*frozen, *words]
+        text = " ".join(w.text for w in self._dedup(state.hypothesis))
+        if not text or text == state.text:
+            return []
+        state.revision += 1
+        state.text = text
+        return [PartialUpdate(self._seg_start, now, state.revision, text)]
+
+    def _partial_due(self) -> bool:
+        if not self._speaking:
+            return False
+        state, now = self._partial, self._buf_end
+        if state.attempts == 0:
+            return now - self._seg_start >= _samples(self.config.first_partial_s)
+        return now - state.last_end >= _samples(self.config.partial_interval_s)
+
+    def _partial_window(self, now: int) -> tuple[int, list[TimedWord]]:
+        """Start of the audio to decode and the words before it, frozen from earlier partials."""
+        window = _samples(self.config.partial_window_s)
+        state = self._partial
+        if now - self._seg_start <= window:
+            return self._seg_start, []
+        frozen = list(state.frozen)
+        for word in state.hypothesis[len(frozen) :]:
+            if word.end > now - window // 2:
+                break
+            frozen.append(word)
+        start = frozen[-1].end if frozen else self._seg_start
+        return max(start, now - window), frozen
+
+    # -- audio ---------------------------------------------------------------------------------
+
+    @property
+    def _buf_end(self) -> int:
+        return self._buf_start + len(self._buf)
+
+    async def _decode(
+        self, start: int, end: int, purpose: Purpose, *, pad_after: bool, prompt: str | None = None
+    ) -> tuple[Decoded, int]:
+        """Decode [start, end) plus the configured pads; returns the result and its audio origin."""
+        pad = _samples(self.config.pad_s)
+        origin = max(start - pad, self._done) if start == self._seg_start else start
+        stop = min(end + pad, self._buf_end) if pad_after else end
+        audio = self._slice(origin, max(stop, end)).astype(np.float32) / 32768.0
+        decoded = await self.transcriber.transcribe(audio, purpose=purpose, prompt=prompt)
+        if purpose == "final":
+            self.stats.final_decodes += 1
+            self.stats.final_cpu_s += decoded.cpu_s
+        else:
+            self.stats.partial_decodes += 1
+            self.stats.partial_cpu_s += decoded.cpu_s
+        return decoded, origin
+
+    @staticmethod
+    def _words(decoded: Decoded, origin: int, start: int, end: int) -> list[TimedWord]:
+        """Decoded words on the source clock, clamped to [start, end].
+
+        Words that start after ``end`` were heard in the trailing pad and belong to the next
+        segment. Words in the leading pad are kept: that audio belongs to no earlier final.
+        """
+        words = []
+        for w in decoded.words:
+            raw_start = origin + _samples(w.start_s)
+            if raw_start >= end:
+                continue
+            w_start = min(max(raw_start, start), end)
+            w_end = min(max(origin + _samples(w.end_s), w_start), end)
+            words.append(TimedWord(w.text, w_start, w_end, w.probability))
+        return words
+
+    def _slice(self, start: int, end: int) -> npt.NDArray[np.int16]:
+        """Audio [start, end), zeros where the buffer has none."""
+        out = np.zeros(max(0, end - start), dtype=np.int16)
+        lo, hi = max(start, self._buf_start), min(end, self._buf_end)
+        if hi > lo:
+            out[lo - start : hi - start] = self._buf[lo - self._buf_start : hi - self._buf_start]
+        return out
+
+    def _append(self, first: int, pcm: npt.NDArray[np.int16]) -> int:
+        """Add a chunk; returns how many new samples it brought (replayed audio brings none).
+
+        ``_buf_end`` is always the end of the audio received so far (the checkpoint after a resume).
+        """
+        skip = self._buf_end - first
+        if skip >= len(pcm):
+            return 0
+        if skip > 0:
+            pcm, first = pcm[skip:], first + skip
+        gap = first - self._buf_end
+        if gap > MAX_GAP_FILL:
+            self._buf, self._buf_start = pcm.copy(), first
+            return len(pcm)
+        self._buf = np.concatenate([self._buf, np.zeros(gap, dtype=np.int16), pcm])
+        return gap + len(pcm)
+
+    def _trim(self) -> None:
+        """Keep only what a future decode can need: the open segment, or a little recent audio."""
+        cfg = self.config
+        end = self._buf_end
+        if self._speaking:
+            keep = max(self._done, self._seg_start - _samples(cfg.pad_s))
+        else:
+            self._done = max(self._done, end - _samples(cfg.idle_keep_s))
+            keep = self._done
+        keep = min(keep, end)
+        if keep > self._buf_start:
+            self._buf = self._buf[keep - self._buf_start :].copy()
+            self._buf_start = keep
+
+    def _resume(self, ckpt: StreamCheckpoint) -> None:
+        self._done = self._buf_start = ckpt.done
+        self._in_speech = ckpt.in_speech
+        self._events_seen = ckpt.events_seen
+        self._seg_start = ckpt.segment_start if ckpt.segment_start is not None else ckpt.done
+        self._tail = ckpt.tail
+        self._partial = _PartialState(last_end=self._seg_start)

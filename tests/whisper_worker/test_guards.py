@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from whisper_worker import guards
+from whisper_worker.guards import GuardConfig
+
+
+def tone(seconds: float, amplitude: float) -> np.ndarray:
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    return (amplitude * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def pick(words: list[str], keep: list[int]) -> list[str]:
+    return [words[i] for i in keep]
+
+
+# -- silence ---------------------------------------------------------------------------------
+
+
+def test_digital_silence_is_near_silent() -> None:
+    assert guards.is_near_silent(np.zeros(16_000, dtype=np.float32))
+    assert guards.peak_frame_dbfs(np.zeros(0, dtype=np.float32)) == pytest.approx(-120.0)
+
+
+def test_faint_noise_is_near_silent_but_speech_level_is_not() -> None:
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(16_000) * 10 ** (-65 / 20)).astype(np.float32)
+    assert guards.is_near_silent(noise)
+    assert not guards.is_near_silent(tone(1.0, 0.1))
+
+
+def test_one_loud_frame_is_enough_to_decode() -> None:
+    audio = np.zeros(32_000, dtype=np.float32)
+    audio[16_000:16_480] = tone(0.03, 0.2)
+    assert not guards.is_near_silent(audio)
+
+
+def test_silence_threshold_is_configurable() -> None:
+    quiet = tone(1.0, 10 ** (-45 / 20))
+    assert not guards.is_near_silent(quiet)
+    assert guards.is_near_silent(quiet, GuardConfig(silence_dbfs=-40.0))
+
+
+# -- known hallucinations --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["Thank you.", "thanks for watching!", "[BLANK_AUDIO]", "  You "])
+def test_known_phrase_on_quiet_audio_is_a_hallucination(text: str) -> None:
+    assert guards.is_hallucination(text, confidence=0.9, peak_dbfs=-45.0)
+
+
+def test_known_phrase_decoded_unsurely_is_a_hallucination() -> None:
+    assert guards.is_hallucination("Thank you.", confidence=0.3, peak_dbfs=-10.0)
+    assert guards.is_hallucination("Thank you.", confidence=None, peak_dbfs=-10.0)
+
+
+def test_real_thank_you_survives() -> None:
+    assert not guards.is_hallucination("Thank you.", confidence=0.9, peak_dbfs=-12.0)
+
+
+def test_other_text_is_never_a_hallucination() -> None:
+    assert not guards.is_hallucination("Thank you for the report.", confidence=0.1, peak_dbfs=-60.0)
+
+
+# -- annotations -----------------------------------------------------------------------------
+
+
+def test_annotations_are_removed() -> None:
+    words = ["[BLANK_AUDIO]", "Hello", "(wind", "blowing)", "there.", "♪", "*sighs*", "(music)"]
+    assert pick(words, guards.annotation_keep(words)) == ["Hello", "there."]
+
+
+def test_unclosed_annotation_drops_the_rest() -> None:
+    words = ["Okay", "[inaudible", "speech"]
+    assert pick(words, guards.annotation_keep(words)) == ["Okay"]
+
+
+def test_plain_words_and_punctuation_are_kept() -> None:
+    words = ["Well,", "it's", "fine", "-", "really."]
+    assert pick(words, guards.annotation_keep(words)) == ["Well,", "it's", "fine", "really."]
+
+
+# -- repetition loops ------------------------------------------------------------------------
+
+
+def test_single_word_loop_collapses() -> None:
+    words = ["I", "said", "the", "the", "the", "the", "the", "the", "thing"]
+    assert pick(words, guards.repetition_keep(words)) == ["I", "said", "the", "thing"]
+
+
+def test_phrase_loop_collapses_ignoring_case_and_punctuation() -> None:
+    words = [
+        "Good",
+        "morning.",
+        "Good",
+        "morning.",
+        "good",
+        "morning,",
+        "Good",
+        "morning.",
+        "Good",
+        "morning.",
+        "That",
+        "is",
+        "good.",
+    ]
+    assert pick(words, guards.repetition_keep(words)) == ["Good", "morning.", "That", "is", "good."]
+
+
+def test_natural_repetition_is_kept() -> None:
+    words = ["no", "no", "no", "I", "will", "not,", "not", "now"]
+    assert guards.repetition_keep(words) == list(range(len(words)))
+
+
+def test_loop_threshold_is_configurable() -> None:
+    words = ["go", "go", "go"]
+    assert pick(words, guards.repetition_keep(words, GuardConfig(max_repeats=2))) == ["go"]
+
+
+def test_long_loop_collapses_at_the_smallest_period() -> None:
+    words = ("we do know what " * 6).split() + ["end"]
+    assert pick(words, guards.repetition_keep(words)) == ["we", "do", "know", "what", "end"]
+
+
+# -- boundary duplicates ---------------------------------------------------------------------
+
+
+def test_repeated_words_at_the_boundary_are_found() -> None:
+    tail = ["what", "your", "country", "can", "do", "for", "you,"]
+    assert guards.boundary_overlap(tail, ["for", "you", "ask", "what"]) == 2
+    assert guards.boundary_overlap(tail, ["You,", "ask"]) == 1
+
+
+def test_no_overlap_means_nothing_dropped() -> None:
+    assert guards.boundary_overlap(["the", "end."], ["A", "new", "start"]) == 0
+    assert guards.boundary_overlap([], ["word"]) == 0
+    assert guards.boundary_overlap(["word"], []) == 0
+
+
+def test_overlap_is_bounded() -> None:
+    tail, head = ["x", "a", "b", "c", "d"], ["a", "b", "c", "d", "y"]
+    assert guards.boundary_overlap(tail, head) == 4
+    assert guards.boundary_overlap(tail, head, max_words=3) == 0
