@@ -2,7 +2,7 @@
 
 It takes jobs from the engine's work queue like a real worker, reads the source's audio in
 order, publishes a partial per chunk of speech and a final at each speech end (or at the close),
-then marks the source transcribed in the checkpoint bucket and acks the job.
+then publishes ``source.transcribed`` and acks the job, as the real workers do.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-import msgpack
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -87,7 +86,7 @@ class FakeWorker:
                             if speech_start is not None:
                                 await self._final(job, speech_start, message.end_sample)
                             await asyncio.sleep(self.close_delay_s)
-                            await self._mark_closed(job)
+                            await self._mark_transcribed(job, message.end_sample)
                             await job_msg.ack()
                             return
         finally:
@@ -123,7 +122,13 @@ class FakeWorker:
         self.finals.append(final)
         await self.bus.publish(t.transcript(self.engine, job.session_id, job.source), final)
 
-    async def _mark_closed(self, job: m.TranscriptionJob) -> None:
-        kv = await self.bus.js.key_value(t.CHECKPOINT_BUCKET)
-        value = msgpack.packb({"closed": True, "replay_from_seq": 0}, use_bin_type=True)
-        await kv.put(t.checkpoint_key(self.engine, job.session_id, job.source), value)
+    async def _mark_transcribed(self, job: m.TranscriptionJob, end_sample: int) -> None:
+        done = m.SourceTranscribed(
+            session_id=job.session_id,
+            source=job.source,
+            engine=self.engine,
+            end_sample=end_sample,
+            finals=sum(1 for final in self.finals if final.source == job.source),
+            emitted_at=time.time(),
+        )
+        await self.bus.publish(t.transcript(self.engine, job.session_id, job.source), done)

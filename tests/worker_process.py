@@ -45,9 +45,10 @@ class WorkerProcess:
         return self
 
     def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
+        """SIGKILL, if it still runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
 
     def stop(self, timeout_s: float = 30) -> int:
         assert self.process is not None

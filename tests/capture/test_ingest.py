@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import nats
 import numpy as np
+import pytest
 from capture_audio import conversation
 from capture_harness import StartCapture
 from fake_worker import FakeWorker
@@ -22,14 +23,15 @@ from echostream_shared.codec import decode
 RATE = 16_000
 
 
-async def test_session_source_and_audio_messages_follow_the_contract(bus: Bus) -> None:
+@pytest.mark.parametrize("block", [320, 48_000], ids=["20ms-frames", "3s-upload-blocks"])
+async def test_session_source_and_audio_messages_follow_the_contract(bus: Bus, block: int) -> None:
     await t.ensure_topology(bus.js)
     speech = conversation(gap_s=0.8).pcm
     session = Session(bus, IngestConfig(chunk_samples=1600), client="test", engines=("whisper",))
     await session.open()
     ingest = await session.source("mic")
-    for k in range(0, len(speech), 320):
-        await ingest.write(speech[k : k + 320])
+    for k in range(0, len(speech), block):
+        await ingest.write(speech[k : k + block])
     ends = await session.close("client")
     assert ends == {"mic": len(speech)}
 

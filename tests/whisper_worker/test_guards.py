@@ -109,6 +109,11 @@ def test_phrase_loop_collapses_ignoring_case_and_punctuation() -> None:
     assert pick(words, guards.repetition_keep(words)) == ["Good", "morning.", "That", "is", "good."]
 
 
+def test_a_long_phrase_said_twice_in_a_row_is_a_loop() -> None:
+    words = ["And", "so", "my", "fellow", "Americans.", "And", "so", "my", "fellow", "Americans."]
+    assert pick(words, guards.repetition_keep(words)) == words[:5]
+
+
 def test_natural_repetition_is_kept() -> None:
     words = ["no", "no", "no", "I", "will", "not,", "not", "now"]
     assert guards.repetition_keep(words) == list(range(len(words)))

@@ -387,7 +387,8 @@ async def test_jfk_streams_to_the_exact_reference(whisper: WhisperTranscriber) -
     assert normalize(run.text) == normalize(jfk.text)
     assert len(run.partials) >= 2, "partials during speech"
     assert all(t < run.emitted[-1][0] for t, u in run.emitted if isinstance(u, PartialUpdate))
-    assert normalize(run.partials[0].text).startswith("and so")
+    first = normalize(run.partials[0].text).split()
+    assert normalize(jfk.text).split()[: len(first)] == first
     assert run.finals_before_partial == 0 and run.first_text_latency_s[0] < 1.5
 
 

@@ -95,14 +95,14 @@ async def test_partial_uses_reduced_context_and_is_cheaper(transcriber: WhisperT
 async def test_changing_context_between_calls_does_not_leak_state(
     transcriber: WhisperTranscriber,
 ) -> None:
-    # with flash attention, whisper.cpp reads stale encoder frames after a longer context
-    audio = to_float32(read_wav(item("jfk").path))
-    short = audio[: int(1.3 * 16_000)]
+    # with flash attention whisper.cpp reads encoder frames up to the next multiple of 256 and
+    # finds another call's frames there: this partial (audio_ctx 384) then changes after a final
+    short = to_float32(read_wav(item("3080-5032-0009").path))[: 6 * 16_000]
     first = await transcriber.transcribe(short, purpose="partial")
-    await transcriber.transcribe(audio, purpose="final")
+    assert first.audio_ctx % 256 != 0
+    await transcriber.transcribe(to_float32(read_wav(item("jfk").path)), purpose="final")
     again = await transcriber.transcribe(short, purpose="partial")
     assert again.text == first.text
-    assert again.decode_s < 2.0
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +36,28 @@ async def topology(bus: Bus) -> None:
     await t.ensure_topology(bus.js, t.TopologyLimits(job_ack_wait_s=ACK_WAIT_S))
 
 
-def start_worker(nats_server: NatsServer, tmp_path: Path, name: str, **env: str) -> WorkerProcess:
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def start_worker(nats_server: NatsServer, tmp_path: Path) -> Iterator[StartWorker]:
+    """Starts worker processes; whatever a test leaves running is killed afterwards."""
     require_model()
-    return WorkerProcess(
-        nats_server.url,
-        tmp_path / f"{name}.log",
-        ECHOSTREAM_JOB_ACK_WAIT_S=str(ACK_WAIT_S),
-        **env,
-    ).start()
+    started: list[WorkerProcess] = []
+
+    def start(name: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(
+            nats_server.url,
+            tmp_path / f"{name}.log",
+            ECHOSTREAM_JOB_ACK_WAIT_S=str(ACK_WAIT_S),
+            **env,
+        ).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
 
 
 async def read_transcripts(bus: Bus, session_id: str, source: str = "mic") -> list[m.BusMessage]:
@@ -109,12 +124,10 @@ def passage() -> tuple[Conversation, str]:
     return talk, " ".join(i.text for i in items)
 
 
-async def test_streaming_jfk_gives_the_reference_text(
-    bus: Bus, nats_server: NatsServer, tmp_path: Path
-) -> None:
+async def test_streaming_jfk_gives_the_reference_text(bus: Bus, start_worker: StartWorker) -> None:
     jfk = item("jfk")
     port = free_port()
-    worker = start_worker(nats_server, tmp_path, "a", ECHOSTREAM_WHISPER_METRICS_PORT=str(port))
+    worker = start_worker("a", ECHOSTREAM_WHISPER_METRICS_PORT=str(port))
     statuses: list[m.WorkerStatus] = []
 
     async def on_status(msg: Msg) -> None:
@@ -145,10 +158,10 @@ async def test_streaming_jfk_gives_the_reference_text(
 
 
 async def test_malformed_audio_messages_are_skipped_and_nothing_is_lost(
-    bus: Bus, nats_server: NatsServer, tmp_path: Path
+    bus: Bus, start_worker: StartWorker
 ) -> None:
     jfk = item("jfk")
-    worker = start_worker(nats_server, tmp_path, "a")
+    worker = start_worker("a")
     garbage = asyncio.create_task(_inject_garbage(bus, t.audio("jfk-bad", "mic")))
     messages = await transcribe(bus, "jfk-bad", conversation([read_wav(jfk.path)]), speed=4.0)
     await garbage
@@ -164,10 +177,10 @@ async def _inject_garbage(bus: Bus, subject: str) -> None:
 
 
 async def test_streaming_wer_is_within_two_points_of_offline(
-    bus: Bus, nats_server: NatsServer, tmp_path: Path, passage: tuple[Conversation, str]
+    bus: Bus, start_worker: StartWorker, passage: tuple[Conversation, str]
 ) -> None:
     talk, reference = passage
-    worker = start_worker(nats_server, tmp_path, "a")
+    worker = start_worker("a")
     messages = await transcribe(bus, "passage", talk, speed=2.0)
     assert worker.stop() == 0
     streaming_wer = wer(reference, text_of(messages))
@@ -176,17 +189,17 @@ async def test_streaming_wer_is_within_two_points_of_offline(
 
 
 async def test_a_killed_workers_stream_completes_on_another_worker(
-    bus: Bus, nats_server: NatsServer, tmp_path: Path, passage: tuple[Conversation, str]
+    bus: Bus, start_worker: StartWorker, passage: tuple[Conversation, str]
 ) -> None:
     talk, reference = passage
-    undisturbed = start_worker(nats_server, tmp_path, "undisturbed")
+    undisturbed = start_worker("undisturbed")
     baseline = await transcribe(bus, "calm", talk, speed=2.0)
     undisturbed.stop()
 
-    first = start_worker(nats_server, tmp_path, "first")
+    first = start_worker("first")
     streaming = asyncio.create_task(stream_source(bus, "failover", "mic", talk, speed=1.0))
     await wait_until(lambda: '"job.started"' in first.log(), 30, "the first worker's job")
-    second = start_worker(nats_server, tmp_path, "second")
+    second = start_worker("second")
     await _first_final(bus, "failover")
     first.kill()
     await streaming
@@ -201,13 +214,13 @@ async def test_a_killed_workers_stream_completes_on_another_worker(
 
 
 async def test_sigterm_hands_a_live_stream_to_another_worker(
-    bus: Bus, nats_server: NatsServer, tmp_path: Path, passage: tuple[Conversation, str]
+    bus: Bus, start_worker: StartWorker, passage: tuple[Conversation, str]
 ) -> None:
     talk, reference = passage
-    first = start_worker(nats_server, tmp_path, "first")
+    first = start_worker("first")
     streaming = asyncio.create_task(stream_source(bus, "handoff", "mic", talk, speed=2.0))
     await _first_final(bus, "handoff")
-    second = start_worker(nats_server, tmp_path, "second")
+    second = start_worker("second")
     assert await asyncio.to_thread(first.stop, 15) == 0
     await streaming
     await wait_for_jobs_done(bus)

@@ -1,59 +1,58 @@
 """Knowing that a source has been transcribed to its end.
 
-Until the workers publish an explicit marker, a source counts as transcribed when the engine's
-checkpoint in the ``ep_checkpoints`` bucket says ``closed``: the whisper worker writes it after
-it consumed ``SourceClosed`` and published the last final.
+An engine publishes ``source.transcribed`` on the source's transcript subject right after its
+last final, so the transcript is complete once that message is in the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
-import msgpack
-from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError
+from nats.errors import Error as NatsError, TimeoutError as NatsTimeoutError
+from nats.js.api import DeliverPolicy
 
-from echostream_shared import topology as t
+from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
+from echostream_shared.codec import DecodeError, decode
 
 
 async def transcribed(
     bus: Bus, engine: str, session_id: str, source: str, timeout_s: float
 ) -> bool:
     """Wait until ``engine`` finished ``source``; False after ``timeout_s``."""
-    kv = await bus.js.key_value(t.CHECKPOINT_BUCKET)
-    watcher = await kv.watch(t.checkpoint_key(engine, session_id, source))
+    subscription = await bus.js.subscribe(
+        t.transcript(engine, session_id, source),
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
     try:
         async with asyncio.timeout(timeout_s):
             while True:
-                entry = await watcher.updates(timeout=timeout_s)  # type: ignore[no-untyped-call]
-                if entry is not None and is_closed(entry.value):
-                    return True
+                with contextlib.suppress(NatsTimeoutError):
+                    msg = await subscription.next_msg(timeout=1.0)
+                    if _is_marker(msg.data, msg.subject):
+                        return True
     except TimeoutError:
         return False
     finally:
         with contextlib.suppress(NatsError):
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            await subscription.unsubscribe()
 
 
 async def is_transcribed(bus: Bus, engine: str, session_id: str, source: str) -> bool:
-    """Whether ``engine`` finished ``source`` already."""
-    kv = await bus.js.key_value(t.CHECKPOINT_BUCKET)
+    """Whether ``engine`` finished ``source`` already: the subject's last message is the marker."""
     try:
-        entry = await kv.get(t.checkpoint_key(engine, session_id, source))
-    except (KeyNotFoundError, NatsError):
+        last = await bus.js.get_last_msg(
+            t.TRANSCRIPT_STREAM, t.transcript(engine, session_id, source)
+        )
+    except NatsError:
         return False
-    return is_closed(entry.value)
+    return last.data is not None and _is_marker(last.data, last.subject or "")
 
 
-def is_closed(value: bytes | None) -> bool:
-    """Whether a checkpoint value says its stream is closed."""
-    if not value:
-        return False
+def _is_marker(data: bytes, subject: str) -> bool:
     try:
-        state: Any = msgpack.unpackb(value, raw=False)
-    except Exception:  # a checkpoint format this service does not know
+        return isinstance(decode(data, subject), m.SourceTranscribed)
+    except DecodeError:
         return False
-    return isinstance(state, dict) and state.get("closed") is True

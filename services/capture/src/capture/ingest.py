@@ -59,6 +59,7 @@ class SourceIngest:
         self._queue: deque[Pcm16] = deque()
         self._queued = 0
         self._arrivals: deque[tuple[int, float]] = deque()
+        self._last_captured_at = 0.0
         self._received = 0
         self._changed = asyncio.Condition()
         self._closing = False
@@ -115,8 +116,8 @@ class SourceIngest:
             batch, closing = await self._take()
             for pcm in batch:
                 # Chunks go out before VAD looks at them: a boundary always trails its chunk.
-                for first, chunk in chunker.push(pcm):
-                    await self._send_chunk(subject, chunker.seq - 1, first, chunk)
+                for seq, first, chunk in chunker.push(pcm):
+                    await self._send_chunk(subject, seq, first, chunk)
                 pending += self._detector.push(pcm)
                 pending = await self._send_boundaries(subject, pending, chunker.published)
                 await self._release(len(pcm))
@@ -139,7 +140,7 @@ class SourceIngest:
     async def _finish(self, subject: str, chunker: _Chunker, pending: list[Boundary]) -> int:
         tail = chunker.flush()
         if tail is not None:
-            await self._send_chunk(subject, chunker.seq - 1, *tail)
+            await self._send_chunk(subject, *tail)
         end = self._received
         pending += self._detector.finish(end)
         await self._send_boundaries(subject, pending, end)
@@ -187,11 +188,17 @@ class SourceIngest:
         return [b for b in pending if b.sample > published_end]
 
     def _captured_at(self, sample: int) -> float:
-        """Wall time at which ``sample`` was captured: its batch arrived when it ended."""
+        """Wall time at which ``sample`` was captured: its batch arrived when it ended.
+
+        Never earlier than the previous chunk's: audio sent faster than real time (a file) would
+        otherwise look captured before the audio that precedes it.
+        """
         while len(self._arrivals) > 1 and self._arrivals[0][0] <= sample:
             self._arrivals.popleft()
         end, arrived = self._arrivals[0]
-        return max(0.0, arrived - max(0, end - sample) / RATE)
+        estimate = max(0.0, arrived - max(0, end - sample) / RATE)
+        self._last_captured_at = max(self._last_captured_at, estimate)
+        return self._last_captured_at
 
 
 class _Chunker:
@@ -209,10 +216,11 @@ class _Chunker:
         """End of the last chunk cut so far."""
         return self._next_first
 
-    def push(self, pcm: Pcm16) -> list[tuple[int, Pcm16]]:
+    def push(self, pcm: Pcm16) -> list[tuple[int, int, Pcm16]]:
+        """The whole chunks now available, as (seq, first sample, samples)."""
         self._parts.append(pcm)
         self._buffered += len(pcm)
-        out: list[tuple[int, Pcm16]] = []
+        out: list[tuple[int, int, Pcm16]] = []
         if self._buffered < self._size:
             return out
         audio = np.concatenate(self._parts)
@@ -224,15 +232,15 @@ class _Chunker:
         self._buffered = len(rest)
         return out
 
-    def flush(self) -> tuple[int, Pcm16] | None:
+    def flush(self) -> tuple[int, int, Pcm16] | None:
         if not self._buffered:
             return None
         audio = np.concatenate(self._parts)
         self._parts, self._buffered = [], 0
         return self._emit(audio)
 
-    def _emit(self, pcm: Pcm16) -> tuple[int, Pcm16]:
-        first = self._next_first
+    def _emit(self, pcm: Pcm16) -> tuple[int, int, Pcm16]:
+        seq, first = self.seq, self._next_first
         self._next_first += len(pcm)
         self.seq += 1
-        return first, pcm
+        return seq, first, pcm

@@ -34,6 +34,11 @@ class WhisperWorkerSettings(ServiceSettings):
     max_streams: int = Field(default=4, ge=1, description="streams taken before pulling no more")
     partial_interval_s: float = Field(default=1.0, gt=0)
     max_segment_s: float = Field(default=20.0, ge=5, le=28)
+    temperature_fallback: bool = Field(
+        default=False,
+        description="re-decode doubtful finals at higher temperatures (Whisper's fallback); "
+        "it can multiply the cost of a final by up to 25",
+    )
     degrade_lag_s: float = Field(
         default=2.0, gt=0, description="above this lag a worker skips partials and takes no jobs"
     )

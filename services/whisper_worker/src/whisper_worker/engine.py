@@ -25,6 +25,7 @@ class WhisperEngine:
                 threads=settings.threads_per_decoder,
                 workers=settings.decoders,
                 sha256=self.model.sha256,
+                temperature_inc=0.2 if settings.temperature_fallback else 0.0,
             )
         )
         self._stream_config = StreamConfig(

@@ -58,7 +58,8 @@ class GuardConfig:
     silence_dbfs: float = -50.0  # loudest 30 ms frame below this: do not decode at all
     quiet_dbfs: float = -35.0  # a known phrase on audio this quiet is a hallucination
     min_confidence: float = 0.6  # a known phrase decoded less surely than this is a hallucination
-    max_repeats: int = 3  # an n-gram repeated more often than this in a row is a loop
+    max_repeats: int = 3  # an n-gram repeated more often than this in a row is a loop...
+    phrase_words: int = 4  # ...and a phrase this long is one as soon as it comes twice
     max_ngram: int = 8
 
 
@@ -132,12 +133,12 @@ def _run_length(words: Sequence[str], start: int, n: int) -> int:
 
 
 def _loop_at(words: Sequence[str], i: int, config: GuardConfig) -> tuple[int, int] | None:
-    """(n, count) when an n-gram starting at ``i`` repeats more than ``max_repeats`` times in a row."""
+    """(n, count) when an n-gram starting at ``i`` repeats back to back too often."""
     for n in range(1, config.max_ngram + 1):
         if i + n > len(words) or not all(words[i : i + n]):
             return None
         count = _run_length(words, i, n)
-        if count > config.max_repeats:
+        if count > (config.max_repeats if n < config.phrase_words else 1):
             return n, count
     return None
 

@@ -9,8 +9,11 @@ the encoder always runs a 30 s window; a short reduced-context partial costs ~0.
 * partials decode only the recent audio (``partial_window_s``, reduced context, one thread) after a
   frozen prefix of earlier partial words, and only while a CPU token bucket has credit: it earns
   ``partial_cpu_per_audio_s`` CPU-seconds per second of audio, so partial cost per audio second is
-  bounded whatever the decode costs, and partials thin out by themselves when decodes get slower;
-* when the service reports lag (``lag_s``), partials stop; finals never do.
+  bounded whatever the decode costs, and partials thin out by themselves when decodes get slower.
+  A segment's first partial may spend the last ``partial_cpu_reserve_s``; later ones may not, so
+  every segment can show text soon after its onset;
+* when the service reports lag (``lag_s``) above ``max_lag_for_partials_s``, partials stop (a
+  segment's first partial tolerates twice that); finals never do.
 
 Everything a final depends on (segment starts, cut points, pads) is a function of the audio and the
 boundary events alone, never of timing or partials, so a replay from a checkpoint gives the same finals.
@@ -18,7 +21,7 @@ boundary events alone, never of timing or partials, so a replay from a checkpoin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -30,6 +33,9 @@ from whisper_worker.transcriber import Decoded, Purpose
 SAMPLE_RATE = 16_000
 ENERGY_FRAME = 320  # 20 ms, to place a forced cut in the quietest spot of a word gap
 MAX_GAP_FILL = 2 * SAMPLE_RATE  # a larger jump in the sample clock restarts the buffer
+# CPU-s of a one-thread tiny.en partial ~ a + b * audio seconds (measured on 2 cores); each
+# stream scales it by what its decodes actually cost, to predict whether a partial fits the budget
+PARTIAL_COST_SHAPE = (0.15, 0.065)
 
 
 class Transcriber(Protocol):
@@ -83,9 +89,10 @@ class StreamConfig:
     pad_s: float = 0.2  # context decoded around VAD boundaries (never before the last final)
     first_partial_s: float = 0.6
     partial_interval_s: float = 1.0  # at most one partial per this much new audio
-    partial_window_s: float = 6.0  # partials decode at most this much recent audio
+    partial_window_s: float = 5.0  # partials decode at most this much recent audio
     partial_cpu_per_audio_s: float = 0.05  # token bucket rate, CPU-seconds per audio second
-    partial_cpu_burst_s: float = 0.6  # bucket size: enough for a prompt first partial
+    partial_cpu_burst_s: float = 1.2  # bucket size: a first partial plus a full-window one
+    partial_cpu_reserve_s: float = 0.3  # only first partials may dip below this: they matter most
     max_lag_for_partials_s: float = 1.0
     cut_search_s: float = 6.0  # a forced cut takes the widest word gap in this last stretch...
     cut_margin_s: float = 1.0  # ...but not in the final second, whose words may be truncated
@@ -141,6 +148,7 @@ class SourceStream:
         self._tail: tuple[TimedWord, ...] = ()
         self._partial = _PartialState()
         self._credit = self.config.partial_cpu_burst_s
+        self._cost_scale = 1.0
         self._closed = False
         self._language = "en"
         if resume is not None:
@@ -211,7 +219,7 @@ class SourceStream:
             )
             words = self._words(decoded, origin, self._seg_start, window_end)
             cut = self._cut_point(words, window_end)
-            kept = [w for w in words if (w.start + w.end) // 2 < cut]
+            kept = [replace(w, end=min(w.end, cut)) for w in words if (w.start + w.end) // 2 < cut]
             updates += self._finalize(cut, kept, decoded)
         return updates
 
@@ -283,17 +291,19 @@ class SourceStream:
         if not self._partial_due():
             return []
         cfg = self.config
-        if self.lag_s > cfg.max_lag_for_partials_s:
+        # the previous final's decode leaves a stream ~1.5 s behind at the next onset: a first
+        # partial may still go then, later ones wait until the stream has caught up
+        if self.lag_s > cfg.max_lag_for_partials_s * (2 if self._partial.revision == 0 else 1):
             self.stats.partials_skipped_lag += 1
-            return []
-        if self._credit <= 0:
-            self.stats.partials_skipped_budget += 1
             return []
         now = self._buf_end
         start, frozen = self._partial_window(now)
+        if not self._affordable((now - start) / SAMPLE_RATE):
+            self.stats.partials_skipped_budget += 1
+            return []
         prompt = " ".join(w.text for w in frozen[-cfg.tail_words :]) or None
         decoded, origin = await self._decode(start, now, "partial", pad_after=False, prompt=prompt)
-        self._credit -= decoded.cpu_s
+        self._charge(decoded)
         words = self._words(decoded, origin, start, now)
         state = self._partial
         state.attempts += 1
@@ -304,6 +314,20 @@ class SourceStream:
         state.revision += 1
         state.text = text
         return [PartialUpdate(self._seg_start, now, state.revision, text)]
+
+    def _affordable(self, audio_s: float) -> bool:
+        """Until a segment shows text, any credit will do; later partials leave the reserve."""
+        if self._partial.revision == 0:
+            return self._credit > 0
+        a, b = PARTIAL_COST_SHAPE
+        predicted = self._cost_scale * (a + b * audio_s)
+        return self._credit - predicted >= self.config.partial_cpu_reserve_s
+
+    def _charge(self, decoded: Decoded) -> None:
+        self._credit -= decoded.cpu_s
+        if decoded.cpu_s > 0:  # learn how this machine compares with the cost shape
+            a, b = PARTIAL_COST_SHAPE
+            self._cost_scale += 0.3 * (decoded.cpu_s / (a + b * decoded.audio_s) - self._cost_scale)
 
     def _partial_due(self) -> bool:
         if not self._speaking:
