@@ -13,7 +13,7 @@ MODEL_FILE := models/ggml-$(MODEL).bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install models lint typecheck test test-fast run bench clean
+.PHONY: help install models lint typecheck test test-fast run bench bench-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ test-fast: $(VENV)/.synced ## the suite without slow tests
 
 run: install ## run every service on this machine (embedded NATS unless ECHOSTREAM_NATS_URL is set)
 	$(BIN)/python infra/local/run.py
+
+bench: install ## latency, accuracy, CPU and capacity of the whisper worker -> docs/bench/REPORT.md (~15 min)
+	PYTHONPATH=tests $(BIN)/python -m bench --out docs/bench
+
+bench-smoke: $(VENV)/.synced ## a few seconds of the bench, report in a temp dir
+	PYTHONPATH=tests $(BIN)/python -m bench --smoke
 
 clean: ## remove the environment and provisioned models
 	rm -rf $(VENV) $(TOOLS) models

@@ -78,7 +78,11 @@ async def simulate(
     hangover_s: float = 0.3,
     lag_s: float | None = None,
 ) -> Run:
-    """Feed ``pcm[start:]`` and the VAD events of ``spans``; ``lag_s`` pins the reported lag."""
+    """Feed ``pcm`` and the VAD events of ``spans``; ``lag_s`` pins the reported lag.
+
+    With ``start``, it replays as the bus would: from the chunk holding ``start`` on, with only the
+    events published after that chunk.
+    """
     run = Run()
     events = sorted(
         [(s + int(onset_delay_s * SR), 0, s) for s, _ in spans or []]
@@ -108,16 +112,17 @@ async def simulate(
                 onset = None
 
     pos = start - start % chunk
+    events = [e for e in events if e[0] > pos]
     while pos < len(pcm):
         end = min(pos + chunk, len(pcm))
         await step(end / SR, stream.on_audio(pos, pcm[pos:end]))
         pos = end
         while events and (events[0][0] <= pos or pos == len(pcm)):
             _, kind, boundary = events.pop(0)
-            if kind == 0 and boundary >= start:
+            if kind == 0:
                 onset = boundary
                 await step(pos / SR, stream.on_speech_started(boundary))
-            elif kind == 1:
+            else:
                 await step(pos / SR, stream.on_speech_ended(boundary), ended=True)
     await step(len(pcm) / SR, stream.on_closed(len(pcm)))
     run.cpu_s = time.process_time() - cpu0
@@ -208,7 +213,8 @@ async def test_scripted_segments_give_one_final_each_with_partials_first() -> No
 
 async def test_scripted_long_speech_is_cut_between_words_without_loss_or_duplicates() -> None:
     pcm, words = scripted_speech(120)  # about 60 s of uninterrupted "speech"
-    run = await simulate(SourceStream(FakeTranscriber()), pcm, [(0, len(pcm))])
+    config = StreamConfig(max_segment_s=20.0)
+    run = await simulate(SourceStream(FakeTranscriber(), config), pcm, [(0, len(pcm))])
     assert_well_formed(run)
     assert words_of(run) == words
     assert len(run.finals) >= 3 and all(
@@ -222,7 +228,8 @@ async def test_scripted_long_speech_is_cut_between_words_without_loss_or_duplica
 
 async def test_scripted_cut_prefers_the_widest_gap_near_the_end() -> None:
     pcm, _ = scripted_speech(80, seed=3)
-    run = await simulate(SourceStream(FakeTranscriber()), pcm, [(0, len(pcm))])
+    config = StreamConfig(max_segment_s=20.0, cut_search_s=6.0, cut_margin_s=1.0)
+    run = await simulate(SourceStream(FakeTranscriber(), config), pcm, [(0, len(pcm))])
     first = run.finals[0]
     nxt = run.finals[1].words[0]
     chosen_gap = nxt.start - first.words[-1].end
@@ -271,6 +278,21 @@ async def test_speech_start_before_received_audio_keeps_that_audio() -> None:
     assert [w.text for w in finals[-1].words] == words and finals[-1].segment_start == int(0.9 * SR)
 
 
+async def test_speech_end_behind_a_forced_cut_ends_the_speech_state() -> None:
+    pcm, words = scripted_speech(70)
+    stream = SourceStream(FakeTranscriber(), StreamConfig(max_segment_s=10.0))
+    await stream.on_speech_started(0)
+    updates = await stream.on_audio(0, pcm[: 25 * SR])
+    cut = stream.checkpoint().done
+    assert cut > 10 * SR
+    updates += await stream.on_speech_ended(cut - SR)  # the VAD end, delivered late
+    assert not stream.checkpoint().in_speech
+    updates += await stream.on_audio(25 * SR, pcm[25 * SR :])  # no speech: nothing decoded
+    updates += await stream.on_closed(len(pcm))
+    finals = [u for u in updates if isinstance(u, FinalUpdate)]
+    assert finals and finals[-1].segment_end == cut
+
+
 async def test_replayed_and_overlapping_chunks_are_ignored() -> None:
     pcm, words = scripted_speech(8)
     fake = FakeTranscriber()
@@ -293,10 +315,13 @@ async def test_resume_from_any_checkpoint_reproduces_the_finals() -> None:
     full = await simulate(SourceStream(FakeTranscriber(), config), pcm, spans)
     assert len(full.finals) >= 5
     for k, ckpt in enumerate(full.checkpoints[:-1]):
-        resumed = await simulate(
-            SourceStream(FakeTranscriber(), config, resume=ckpt), pcm, spans, start=ckpt.done
-        )
-        assert resumed.finals == full.finals[k + 1 :], f"resume after final {k}"
+        for early_s in (0.0, 3.0):  # the bus may replay from before the checkpoint
+            start = max(0, ckpt.done - int(early_s * SR))
+            stream = SourceStream(FakeTranscriber(), config, resume=ckpt)
+            resumed = await simulate(stream, pcm, spans, start=start)
+            assert resumed.finals == full.finals[k + 1 :], (
+                f"resume after final {k}, {early_s} s early"
+            )
 
 
 async def test_checkpoint_round_trip_inside_speech() -> None:

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
+
+from whisper_worker import metrics
 from whisper_worker.config import WhisperWorkerSettings
 from whisper_worker.model_file import ModelInfo, validate_model_file
 from whisper_worker.streaming import SourceStream, StreamCheckpoint, StreamConfig
-from whisper_worker.transcriber import TranscriberConfig, WhisperTranscriber
+from whisper_worker.transcriber import Decoded, Purpose, TranscriberConfig, WhisperTranscriber
+
+
+class _Timed:
+    """Records every decode's wall time in the worker's metrics."""
+
+    def __init__(self, transcriber: WhisperTranscriber) -> None:
+        self._transcriber = transcriber
+
+    async def transcribe(
+        self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
+    ) -> Decoded:
+        decoded = await self._transcriber.transcribe(audio, purpose=purpose, prompt=prompt)
+        if decoded.decode_s > 0:
+            metrics.DECODE_SECONDS.labels(purpose).observe(decoded.decode_s)
+        return decoded
 
 
 class WhisperEngine:
@@ -36,7 +55,7 @@ class WhisperEngine:
 
     def open_stream(self, resume: StreamCheckpoint | None) -> SourceStream:
         """A new stream, or one that carries on from a checkpoint."""
-        return SourceStream(self._transcriber, self._stream_config, resume)
+        return SourceStream(_Timed(self._transcriber), self._stream_config, resume)
 
     async def warm_up(self) -> None:
         """Load the model into every decoder now rather than on the first audio."""

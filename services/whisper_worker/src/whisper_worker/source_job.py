@@ -80,7 +80,9 @@ class SourceJob:
         self._end_sample = 0
         self._with_partials: set[int] = set()
         self._finals = 0
-        self.lag_s = 0.0
+        self._lag_s = 0.0
+        self._capture_end = 0.0
+        self._handling = False
         self.audio_s = 0.0
         self.busy_s = 0.0
 
@@ -142,6 +144,20 @@ class SourceJob:
             return False
         self._last_seq = msg.metadata.sequence.stream
         started = time.perf_counter()
+        self._handling = True
+        try:
+            return await self._apply(stream, message, started)
+        finally:
+            self._handling = False
+
+    @property
+    def lag_s(self) -> float:
+        """How far behind real time this stream is, growing while a decode holds it."""
+        if self._handling and self._capture_end:
+            return max(self._lag_s, time.time() - self._capture_end)
+        return self._lag_s
+
+    async def _apply(self, stream: SourceStream, message: m.BusMessage, started: float) -> bool:
         match message:
             case m.AudioChunk():
                 updates = await self._on_chunk(stream, message)
@@ -164,8 +180,9 @@ class SourceJob:
         )
         self._end_sample = max(self._end_sample, chunk.end_sample)
         self.audio_s += chunk.num_samples / m.SAMPLE_RATE
-        self.lag_s = max(0.0, time.time() - chunk.captured_at - chunk.num_samples / m.SAMPLE_RATE)
-        stream.lag_s = self.lag_s
+        self._capture_end = chunk.captured_at + chunk.num_samples / m.SAMPLE_RATE
+        self._lag_s = max(0.0, time.time() - self._capture_end)
+        stream.lag_s = self._lag_s
         pcm = np.frombuffer(chunk.pcm, dtype="<i2")
         return await stream.on_audio(chunk.first_sample, pcm)
 

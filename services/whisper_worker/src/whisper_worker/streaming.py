@@ -1,7 +1,8 @@
 """The streaming policy for one (session, source): revisable partials, one immutable final per segment.
 
 Cost model (tiny.en, 2 cores): a full-context decode costs ~2 CPU-s whatever the clip length, because
-the encoder always runs a 30 s window; a short reduced-context partial costs ~0.2-0.5 CPU-s. So:
+the encoder always runs a 30 s window, so finals alone cost ~1.5-2x decoding the same audio offline
+on 7-10 s VAD segments; a reduced-context one-thread partial costs ~0.2 CPU-s (1 s) to 0.5 (5 s). So:
 
 * a final is decoded once per segment, at full context, when the capture's VAD says speech ended, or
   when speech runs past ``max_segment_s`` (then the cut falls in the widest word gap near the end and
@@ -80,17 +81,18 @@ class StreamCheckpoint:
     segment_start: int | None  # start of the open segment, if any
     events_seen: bool  # False: no VAD events so far, the stream is segmented by length alone
     tail: tuple[TimedWord, ...]  # last words of the previous final, for boundary dedup
+    after_cut: bool = False  # the previous final was a forced cut inside speech
 
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
-    max_segment_s: float = 20.0
+    max_segment_s: float = 25.0  # with the pad, still inside Whisper's 30 s window
     min_segment_s: float = 0.25  # shorter VAD segments are not decoded (Whisper invents text)
-    pad_s: float = 0.2  # context decoded around VAD boundaries (never before the last final)
+    pad_s: float = 0.2  # audio decoded before a VAD onset, in case it clipped one (never before the last final)
     first_partial_s: float = 0.6
     partial_interval_s: float = 1.0  # at most one partial per this much new audio
     partial_window_s: float = 5.0  # partials decode at most this much recent audio
-    partial_cpu_per_audio_s: float = 0.05  # token bucket rate, CPU-seconds per audio second
+    partial_cpu_per_audio_s: float = 0.04  # ~0.3x offline decoding: CPU-s per audio second
     partial_cpu_burst_s: float = 1.2  # bucket size: a first partial plus a full-window one
     partial_cpu_reserve_s: float = 0.3  # only first partials may dip below this: they matter most
     max_lag_for_partials_s: float = 1.0
@@ -146,6 +148,7 @@ class SourceStream:
         self._events_seen = False
         self._seg_start = 0
         self._tail: tuple[TimedWord, ...] = ()
+        self._after_cut = False  # the open segment starts where a forced cut ended the last one
         self._partial = _PartialState()
         self._credit = self.config.partial_cpu_burst_s
         self._cost_scale = 1.0
@@ -183,11 +186,11 @@ class SourceStream:
         return updates
 
     async def on_speech_ended(self, sample: int) -> list[Update]:
+        """Closes the open segment; an end at or before finished finals (a replayed event, or the
+        end of speech that a forced cut already passed) only ends the speech state."""
         speaking = self._speaking
         self._events_seen = True
-        if not speaking or sample <= self._done:
-            return []
-        updates = await self._close(sample)
+        updates = await self._close(sample) if speaking and sample > self._done else []
         self._in_speech = False
         self._trim()
         return updates
@@ -200,7 +203,9 @@ class SourceStream:
 
     def checkpoint(self) -> StreamCheckpoint:
         seg = self._seg_start if self._speaking else None
-        return StreamCheckpoint(self._done, self._in_speech, seg, self._events_seen, self._tail)
+        return StreamCheckpoint(
+            self._done, self._in_speech, seg, self._events_seen, self._tail, self._after_cut
+        )
 
     # -- finals --------------------------------------------------------------------------------
 
@@ -214,13 +219,12 @@ class SourceStream:
         max_len = _samples(self.config.max_segment_s)
         while self._speaking and until - self._seg_start > max_len:
             window_end = self._seg_start + max_len
-            decoded, origin = await self._decode(
-                self._seg_start, window_end, "final", pad_after=False
-            )
+            decoded, origin = await self._decode(self._seg_start, window_end, "final")
             words = self._words(decoded, origin, self._seg_start, window_end)
             cut = self._cut_point(words, window_end)
             kept = [replace(w, end=min(w.end, cut)) for w in words if (w.start + w.end) // 2 < cut]
             updates += self._finalize(cut, kept, decoded)
+            self._after_cut = True
         return updates
 
     async def _close(self, end: int) -> list[Update]:
@@ -229,13 +233,14 @@ class SourceStream:
         if end - self._seg_start < _samples(self.config.min_segment_s):
             updates += self._finalize(max(end, self._seg_start), [], None)
             return updates
-        decoded, origin = await self._decode(self._seg_start, end, "final", pad_after=True)
+        decoded, origin = await self._decode(self._seg_start, end, "final")
         updates += self._finalize(end, self._words(decoded, origin, self._seg_start, end), decoded)
         return updates
 
     def _finalize(self, end: int, words: list[TimedWord], decoded: Decoded | None) -> list[Update]:
         start = self._seg_start
         words = self._dedup(words)
+        self._after_cut = False
         text = " ".join(w.text for w in words)
         revision = self._partial.revision
         self._done = end
@@ -251,8 +256,11 @@ class SourceStream:
         return [FinalUpdate(start, end, text, tuple(words), confidence, self._language)]
 
     def _dedup(self, words: list[TimedWord]) -> list[TimedWord]:
-        """Drop head words that repeat the previous final's tail right at the boundary."""
-        if not words or not self._tail:
+        """After a forced cut, drop head words that repeat the previous final's tail.
+
+        Only a cut inside speech can make Whisper hear a word twice; VAD segments share no audio.
+        """
+        if not words or not self._tail or not self._after_cut:
             return words
         if words[0].start - self._tail[-1].end > _samples(self.config.dedup_max_gap_s):
             return words
@@ -262,7 +270,8 @@ class SourceStream:
     def _cut_point(self, words: list[TimedWord], window_end: int) -> int:
         """Where a forced final ends: the widest word gap near the end, at its quietest 20 ms."""
         cfg = self.config
-        lo, hi = window_end - _samples(cfg.cut_search_s), window_end - _samples(cfg.cut_margin_s)
+        lo = max(window_end - _samples(cfg.cut_search_s), self._seg_start + 1)
+        hi = max(window_end - _samples(cfg.cut_margin_s), lo + ENERGY_FRAME)
         best: tuple[int, int, int] | None = None  # (gap, left word end, right word start)
         for left, right in zip(words, [*words[1:], None], strict=True):
             if not lo <= left.end <= hi:
@@ -302,7 +311,7 @@ class SourceStream:
             self.stats.partials_skipped_budget += 1
             return []
         prompt = " ".join(w.text for w in frozen[-cfg.tail_words :]) or None
-        decoded, origin = await self._decode(start, now, "partial", pad_after=False, prompt=prompt)
+        decoded, origin = await self._decode(start, now, "partial", prompt)
         self._charge(decoded)
         words = self._words(decoded, origin, start, now)
         state = self._partial
@@ -358,13 +367,12 @@ class SourceStream:
         return self._buf_start + len(self._buf)
 
     async def _decode(
-        self, start: int, end: int, purpose: Purpose, *, pad_after: bool, prompt: str | None = None
+        self, start: int, end: int, purpose: Purpose, prompt: str | None = None
     ) -> tuple[Decoded, int]:
-        """Decode [start, end) plus the configured pads; returns the result and its audio origin."""
+        """Decode [start, end), with the pad before a segment start; returns it and its origin."""
         pad = _samples(self.config.pad_s)
         origin = max(start - pad, self._done) if start == self._seg_start else start
-        stop = min(end + pad, self._buf_end) if pad_after else end
-        audio = self._slice(origin, max(stop, end)).astype(np.float32) / 32768.0
+        audio = self._slice(origin, end).astype(np.float32) / 32768.0
         decoded = await self.transcriber.transcribe(audio, purpose=purpose, prompt=prompt)
         if purpose == "final":
             self.stats.final_decodes += 1
@@ -378,15 +386,12 @@ class SourceStream:
     def _words(decoded: Decoded, origin: int, start: int, end: int) -> list[TimedWord]:
         """Decoded words on the source clock, clamped to [start, end].
 
-        Words that start after ``end`` were heard in the trailing pad and belong to the next
-        segment. Words in the leading pad are kept: that audio belongs to no earlier final.
+        All are kept: Whisper's word times run late, so a segment's last word often "starts" after
+        a tight VAD end; and the pads hold audio that no other final decodes.
         """
         words = []
         for w in decoded.words:
-            raw_start = origin + _samples(w.start_s)
-            if raw_start >= end:
-                continue
-            w_start = min(max(raw_start, start), end)
+            w_start = min(max(origin + _samples(w.start_s), start), end)
             w_end = min(max(origin + _samples(w.end_s), w_start), end)
             words.append(TimedWord(w.text, w_start, w_end, w.probability))
         return words
@@ -436,4 +441,5 @@ class SourceStream:
         self._events_seen = ckpt.events_seen
         self._seg_start = ckpt.segment_start if ckpt.segment_start is not None else ckpt.done
         self._tail = ckpt.tail
+        self._after_cut = ckpt.after_cut
         self._partial = _PartialState(last_end=self._seg_start)

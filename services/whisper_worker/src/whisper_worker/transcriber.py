@@ -3,8 +3,15 @@
 pywhispercpp hazards this module exists to contain (reference/whisper-cpp-offline-models.md):
 a ``Model`` shared by two threads crashes the process; a bad model file segfaults on first use and a
 missing path triggers a hub download; non-contiguous or int16 arrays give garbage silently; and every
-decode parameter is sticky across calls. So the file is validated up front (``model_file``), each executor thread lazily
-builds its own ``Model``, audio is normalised to contiguous float32, and every call sets every parameter.
+decode parameter is sticky across calls. So the file is validated up front (``model_file``), each
+executor thread lazily builds its own ``Model``, audio is made contiguous float32, and every call
+sets every parameter.
+
+Two more, found while building this: with flash attention (whisper.cpp's default) the decoder reads
+cross-attention frames up to the next multiple of 256, which hold an earlier call's audio whenever
+``audio_ctx`` changes between calls, so partials and finals corrupted each other (flash attention is
+off here); and a temperature fallback on a 1 s clip can run for 30 s (partials get a token cap and
+no fallback).
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ class Decoded:
     language: str
     confidence: float | None  # mean token probability of the raw decode
     decode_s: float  # wall seconds spent in whisper.cpp (0 when a guard skipped decoding)
-    cpu_s: float  # decode_s times the threads used: whisper.cpp keeps its threads busy
+    cpu_s: float  # decode_s times the threads used (an upper bound on the CPU it took)
     audio_s: float
     audio_ctx: int  # 0 = full 30 s context
     purpose: Purpose
@@ -67,7 +74,7 @@ class Decoded:
 class TranscriberConfig:
     model_path: Path
     threads: int = 2  # whisper.cpp threads for finals
-    partial_threads: int = 1  # partials: one thread costs ~25 % less CPU per decode
+    partial_threads: int = 1  # a second thread does not speed up a short partial decode
     workers: int = 1  # executor threads, each with its own Model (~145 MB for tiny.en)
     language: str = "en"
     sha256: str | None = None

@@ -1,0 +1,135 @@
+"""``python -m bench --smoke`` runs end to end and writes a sane report.
+
+The smoke bench streams a few seconds of speech through a real nats-server and worker, decodes the
+same audio offline, and writes REPORT.md, plots and raw JSON. It uses dev-split corpus items, or
+the English samples of the pytest-audioeval package where the corpus is absent, so it always runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from bench import metrics
+from bench.audio import Talk, Utterance, audioeval_samples, session
+from bench.system import Clock, Emission, StreamResult, StreamSpec, TimedWord
+from speech_corpus import corpus_dir
+from worker_process import require_model
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _positive(value: Any, what: str) -> None:
+    assert isinstance(value, int | float), f"{what}: {value!r}"
+    assert math.isfinite(value) and value > 0, f"{what}: {value!r}"
+
+
+def _rate(value: Any, what: str) -> None:
+    assert isinstance(value, int | float), f"{what}: {value!r}"
+    assert 0.0 <= value <= 1.0, f"{what}: {value!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_smoke_bench_writes_a_sane_report(tmp_path: Path) -> None:
+    model = require_model()
+    has_corpus = (corpus_dir() / "manifest.jsonl").is_file()
+    if not has_corpus and importlib.util.find_spec("pytest_audioeval") is None:
+        pytest.skip("neither the speech corpus nor pytest-audioeval's samples are available")
+    out = tmp_path / "report"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--model", str(model)]
+    done = subprocess.run(
+        command, env=env, cwd=TESTS.parent, capture_output=True, text=True, timeout=840
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    report = (out / "REPORT.md").read_text(encoding="utf-8")
+    summary = json.loads((out / "raw" / "summary.json").read_text())
+    for plot in ("latency_over_time.png", "latency_cdf.png", "cpu.png", "capacity.png"):
+        assert (out / plot).stat().st_size > 1000, plot
+    assert (out / "raw" / "main.json").is_file()
+    assert summary["meta"]["model"]["sha256"] in report
+    assert "## Against the budgets" in report and "## Capacity" in report
+
+    main = summary["passes"]["main"]
+    latency = main["latency"]
+    assert latency["segments"] >= 2 and latency["segments_without_final"] == 0
+    for field in ("final_after_speech_end", "first_text_after_onset", "word_commit_after_word_end"):
+        for stat in ("p50", "p95"):
+            _positive(latency[field][stat], f"{field} {stat}")
+    cpu = main["cpu"]
+    for field in ("streaming_cpu_per_audio_s", "offline_cpu_per_audio_s", "offline_wall_rtf"):
+        _positive(cpu[field], field)
+    _positive(cpu["ratio_streaming_over_offline"], "CPU ratio")
+    for row in main["wer"]:
+        _rate(row["streaming_wer"], f"{row['corpus']} streaming WER")
+        _rate(row["offline_wer"], f"{row['corpus']} offline WER")
+    overall = next(row for row in main["wer"] if row["corpus"] == "all")
+    assert overall["streaming_wer"] <= overall["offline_wer"] + 0.25, overall
+
+    levels = summary["capacity"]["levels"]
+    assert levels and levels[0]["level"] == 1
+    _positive(levels[0]["latency"]["final_after_speech_end"]["p50"], "capacity final p50")
+
+
+def test_the_fallback_samples_read_as_16_khz_speech() -> None:
+    pytest.importorskip("pytest_audioeval")
+
+    samples = audioeval_samples()
+    assert len(samples) >= 2
+    for sample in samples:
+        assert sample.pcm.dtype.name == "int16" and 0.5 < sample.duration_s < 30
+        assert sample.text and int(abs(sample.pcm.astype("int32")).max()) > 1000
+
+
+def test_latencies_are_measured_against_the_capture_clock() -> None:
+    speech = [Utterance(f"u{i}", "c", "hello world", np.ones(16_000 * 2, np.int16)) for i in (1, 2)]
+    talk_session = session("s", [Talk("t", "c", tuple(speech))], gap_s=1.0)
+    first, second = talk_session.speech
+    clock = Clock([(n, 1000.0 + n / 16_000) for n in range(0, len(talk_session.audio), 1600)])
+
+    def at(sample: int) -> float:
+        return 1000.0 + sample / 16_000
+
+    word_end = first.end - 8000
+    emissions = [
+        Emission(
+            "partial", "a", first.start, first.start + 9600, "hello", at(first.start) + 0.8, 1
+        ),
+        Emission(
+            "final",
+            "a",
+            first.start,
+            first.end,
+            "Hello, world.",
+            at(first.end) + 1.2,
+            words=(
+                TimedWord("Hello,", first.start, first.start + 9600),
+                TimedWord("world.", first.start + 9600, word_end),
+            ),
+        ),
+        Emission("final", "b", second.start, second.end, "hello world", at(second.end) + 0.9),
+    ]
+    result = StreamResult(StreamSpec("s", talk_session), clock, emissions, closed=True)
+
+    one, two = metrics.segment_records(result)
+    assert one.first_partial_s == pytest.approx(0.8) and one.final_s == pytest.approx(1.2)
+    assert two.first_partial_s is None and two.first_text_s == pytest.approx(2.4 + 0.9)
+    assert two.final_s == pytest.approx(0.9)
+    hello, world = metrics.word_records(result)
+    assert hello.first_seen_s < hello.commit_s
+    assert world.first_seen_s == world.commit_s == pytest.approx(1.2 + 0.5)
+    (row, overall) = metrics.wer_by_corpus(metrics.talk_scores(result, {"t": "hello word"}))
+    assert row["streaming_wer"] == 0.0 and overall["offline_wer"] == pytest.approx(3 / 4)
