@@ -13,7 +13,7 @@ MODEL_FILE := models/ggml-$(MODEL).bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install models lint typecheck test test-fast run bench bench-smoke clean
+.PHONY: help install models lint typecheck test test-fast run bench bench-whisper bench-ingest bench-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,8 +48,13 @@ test-fast: $(VENV)/.synced ## the suite without slow tests
 run: install ## run every service on this machine (embedded NATS unless ECHOSTREAM_NATS_URL is set)
 	$(BIN)/python infra/local/run.py
 
-bench: install ## latency, accuracy, CPU and capacity of the whisper worker -> docs/bench/REPORT.md (~15 min)
+bench: bench-whisper bench-ingest ## every benchmark, written under docs/bench/ (~17 min)
+
+bench-whisper: install ## latency, accuracy, CPU and capacity of the whisper worker -> docs/bench/REPORT.md
 	PYTHONPATH=tests $(BIN)/python -m bench --out docs/bench
+
+bench-ingest: install ## streams one capture process ingests, bus latency without engine -> docs/bench/capture-ingest.md
+	$(BIN)/python services/capture/bench/ingest_bench.py --out docs/bench/capture-ingest.json
 
 bench-smoke: $(VENV)/.synced ## a few seconds of the bench, report in a temp dir
 	PYTHONPATH=tests $(BIN)/python -m bench --smoke
