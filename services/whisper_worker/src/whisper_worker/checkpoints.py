@@ -60,6 +60,7 @@ def _unpack(data: bytes) -> Checkpoint:
             segment_start=state["segment_start"],
             events_seen=state["events_seen"],
             tail=tuple(TimedWord(**word) for word in state["tail"]),
+            after_cut=state.get("after_cut", False),
         ),
         replay_from_seq=raw["replay_from_seq"],
         finals=raw["finals"],

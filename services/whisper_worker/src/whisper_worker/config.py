@@ -33,7 +33,9 @@ class WhisperWorkerSettings(ServiceSettings):
     threads_per_decoder: int = Field(default=2, ge=1, le=64)
     max_streams: int = Field(default=4, ge=1, description="streams taken before pulling no more")
     partial_interval_s: float = Field(default=1.0, gt=0)
-    max_segment_s: float = Field(default=20.0, ge=5, le=28)
+    max_segment_s: float = Field(
+        default=25.0, ge=5, le=28, description="with its pads a segment must fit Whisper's 30 s"
+    )
     temperature_fallback: bool = Field(
         default=False,
         description="re-decode doubtful finals at higher temperatures (Whisper's fallback); "

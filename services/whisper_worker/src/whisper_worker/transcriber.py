@@ -46,6 +46,7 @@ FULL_AUDIO_CTX = 1500  # encoder frames in Whisper's 30 s window
 CTX_PER_SECOND = 50
 MIN_PARTIAL_CTX = 256
 PARTIAL_TOKENS_PER_S = 5.0  # a cap on partial decodes, above fast speech (~4 tokens/s)
+FINAL_TOKENS_PER_S = 7.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +181,9 @@ class WhisperTranscriber:
     def _params(self, purpose: Purpose, audio_s: float, prompt: str | None) -> dict[str, Any]:
         """Every decode parameter, every call: pywhispercpp keeps whatever the last call set.
 
-        Partials are disposable, so they get a bounded cost: one segment, a token cap and no
-        temperature fallback (a fallback on a 1 s clip can cost 30 s). Finals keep the fallback.
+        Partials are disposable, so they get a bounded cost: one segment, a tight token cap and no
+        temperature fallback (a fallback on a 1 s clip can cost 30 s). Finals keep the fallback,
+        under a looser cap (a 1 s final once took 15 CPU-s without one).
         """
         partial = purpose == "partial"
         return {
@@ -206,7 +208,7 @@ class WhisperTranscriber:
             "thold_ptsum": 0.01,
             "max_len": 0,
             "split_on_word": False,
-            "max_tokens": math.ceil(PARTIAL_TOKENS_PER_S * audio_s) + 10 if partial else 0,
+            "max_tokens": self._max_tokens(purpose, audio_s),
             "debug_mode": False,
             "tdrz_enable": False,
             "language": self.config.language,
@@ -224,6 +226,16 @@ class WhisperTranscriber:
             "greedy": {"best_of": self.config.best_of},
             "vad": False,
         }
+
+    @staticmethod
+    def _max_tokens(purpose: Purpose, audio_s: float) -> int:
+        """A cap on tokens per decoding pass, so a loop (and each fallback retrying it) ends early.
+
+        Finals get room for fast speech plus timestamps; whisper.cpp carries on after a capped pass.
+        """
+        if purpose == "partial":
+            return math.ceil(PARTIAL_TOKENS_PER_S * audio_s) + 10
+        return math.ceil(FINAL_TOKENS_PER_S * audio_s) + 20
 
     def _model(self) -> Model:
         model: Model | None = getattr(self._local, "model", None)
