@@ -32,6 +32,12 @@ HANDLER_FAILURES = Counter(
 )
 
 
+def report_malformed(stream: str, error: DecodeError) -> None:
+    """Count and log a message that could not be decoded (never its payload)."""
+    MALFORMED.labels(stream).inc()
+    log.warning("bus.malformed", subject=error.subject, reason=error.reason)
+
+
 class PermanentError(Exception):
     """A message that can never be processed; it is terminated, not redelivered."""
 
@@ -119,8 +125,7 @@ class PullConsumer:
             message = decode(msg.data, msg.subject)
         except DecodeError as exc:
             self.stats.malformed += 1
-            MALFORMED.labels(self._stream).inc()
-            log.warning("bus.malformed", subject=exc.subject, reason=exc.reason)
+            report_malformed(self._stream, exc)
             await msg.term()
             return
         try:

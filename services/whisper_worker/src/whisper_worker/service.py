@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError, TimeoutError as NatsTimeoutError
 
 from echostream_shared import messages as m, topology as t
-from echostream_shared.bus import MALFORMED, Bus
+from echostream_shared.bus import Bus, report_malformed
 from echostream_shared.codec import DecodeError, decode_as
 from echostream_shared.logging import get_logger
 from whisper_worker import metrics
@@ -84,8 +84,7 @@ class WhisperWorker:
         try:
             job = decode_as(msg.data, m.TranscriptionJob, msg.subject)
         except DecodeError as exc:
-            MALFORMED.labels(t.JOB_STREAM).inc()
-            log.warning("bus.malformed", subject=exc.subject, reason=exc.reason)
+            report_malformed(t.JOB_STREAM, exc)
             await msg.term()
             return
         if stop.is_set():

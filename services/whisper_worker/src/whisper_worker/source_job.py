@@ -19,7 +19,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import Histogram
 
 from echostream_shared import messages as m, topology as t
-from echostream_shared.bus import MALFORMED, Bus
+from echostream_shared.bus import Bus, report_malformed
 from echostream_shared.codec import DecodeError, decode
 from echostream_shared.ids import segment_id
 from echostream_shared.logging import get_logger
@@ -139,8 +139,7 @@ class SourceJob:
         try:
             message = decode(msg.data, msg.subject)
         except DecodeError as exc:
-            MALFORMED.labels(t.AUDIO_STREAM).inc()
-            log.warning("bus.malformed", subject=exc.subject, reason=exc.reason)
+            report_malformed(t.AUDIO_STREAM, exc)
             return False
         self._last_seq = msg.metadata.sequence.stream
         started = time.perf_counter()
