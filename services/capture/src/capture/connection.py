@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class SourceOutcome:
     complete: bool
 
 
-class LiveConnection:
+class LiveConnection(abc.ABC):
     """A session fed from one WebSocket, with its transcripts relayed back through an outbox."""
 
     protocol = "live"
@@ -160,13 +161,13 @@ class LiveConnection:
             await self.session.close(reason)
         await self.outbox.stop()
 
+    @abc.abstractmethod
     async def on_transcript(self, event: TranscriptEvent) -> None:
         """Send a transcript event to the client in its protocol."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def on_backpressure(self, reason: str, source: str | None, amount_s: float) -> None:
         """Tell the client the bus or the workers fall behind."""
-        raise NotImplementedError
 
     def on_tick(self) -> None:
         """Called every second while the session is open."""
