@@ -5,12 +5,16 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
+import structlog
 from starlette.websockets import WebSocket
 
 from capture import metrics
 from capture.audio import AudioFormat, Normalizer
+from capture.auth import authorized
 from capture.completion import transcribed
 from capture.hub import Hub
 from capture.limits import max_session_samples
@@ -55,6 +59,36 @@ class SourceOutcome:
     complete: bool
 
 
+Refusal = Literal["unauthorized", "capacity"]
+Refuse = Callable[[WebSocket, Refusal, int], Awaitable[None]]
+"""Tells a client, in its protocol, why it is turned away, then closes with the code given."""
+
+
+async def admit(
+    ws: WebSocket,
+    protocol: str,
+    connect: Callable[[Hub, WebSocket], LiveConnection],
+    refuse: Refuse,
+) -> None:
+    """Accept a socket, check its token and the connection limit, then run its session."""
+    hub: Hub = ws.app.state.hub
+    await ws.accept()
+    if not authorized(ws, hub.settings.token):
+        metrics.PROTOCOL_ERRORS.labels(protocol, "unauthorized").inc()
+        await refuse(ws, "unauthorized", 1008)
+        return
+    if not hub.connections.try_acquire():
+        await refuse(ws, "capacity", 1013)
+        return
+    metrics.CONNECTIONS.labels(protocol).inc()
+    try:
+        with structlog.contextvars.bound_contextvars(protocol=protocol):
+            await connect(hub, ws).run()
+    finally:
+        hub.connections.release()
+        metrics.CONNECTIONS.labels(protocol).dec()
+
+
 class LiveConnection(abc.ABC):
     """A session fed from one WebSocket, with its transcripts relayed back through an outbox."""
 
@@ -71,6 +105,10 @@ class LiveConnection(abc.ABC):
         self._ended: dict[str, asyncio.Task[SourceOutcome]] = {}
         self._pressure: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Serve the socket until the session ends, then clean up."""
 
     async def receive(self) -> str | bytes:
         """The next message; oversized ones are rejected here."""
@@ -95,6 +133,7 @@ class LiveConnection(abc.ABC):
             metadata=metadata,
             abort=self.hub.abort,
         )
+        structlog.contextvars.bind_contextvars(session_id=session.session_id)
         self.relay = TranscriptRelay(self.hub.bus, session.session_id, engine, self.on_transcript)
         await self.relay.start()
         await session.open()
@@ -169,7 +208,7 @@ class LiveConnection(abc.ABC):
     def on_backpressure(self, reason: str, source: str | None, amount_s: float) -> None:
         """Tell the client the bus or the workers fall behind."""
 
-    def on_tick(self) -> None:
+    def on_tick(self) -> None:  # noqa: B027 - optional hook
         """Called every second while the session is open."""
 
     def reject(self, code: str) -> None:

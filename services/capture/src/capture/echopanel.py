@@ -11,14 +11,11 @@ import time
 import uuid
 from typing import Any
 
-import structlog
 from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
-from capture import metrics
 from capture.audio import AudioFormat, Encoding
-from capture.auth import authorized
-from capture.connection import Disconnected, LiveConnection, Rejected
+from capture.connection import Disconnected, LiveConnection, Refusal, Rejected, admit
 from capture.echopanel_events import (
     StartMessage,
     asr_final,
@@ -57,27 +54,18 @@ def status(state: str, message: str, **extra: Any) -> dict[str, Any]:
 
 async def live_listener(ws: WebSocket) -> None:
     """The WebSocket endpoint."""
-    hub: Hub = ws.app.state.hub
-    await ws.accept()
-    if not authorized(ws, hub.settings.token):
-        metrics.PROTOCOL_ERRORS.labels("echopanel", "unauthorized").inc()
-        await _refuse(ws, "Unauthorized websocket connection", 1008)
-        return
-    if not hub.connections.try_acquire():
-        await _refuse(ws, "Server at capacity, please try again later", 1013)
-        return
-    metrics.CONNECTIONS.labels("echopanel").inc()
-    try:
-        with structlog.contextvars.bound_contextvars(protocol="echopanel"):
-            await EchoPanelConnection(hub, ws).run()
-    finally:
-        hub.connections.release()
-        metrics.CONNECTIONS.labels("echopanel").dec()
+    await admit(ws, "echopanel", EchoPanelConnection, _refuse)
 
 
-async def _refuse(ws: WebSocket, message: str, code: int) -> None:
-    await ws.send_text(json.dumps(status("error", message)))
-    await ws.close(code)
+REFUSALS: dict[Refusal, str] = {
+    "unauthorized": "Unauthorized websocket connection",
+    "capacity": "Server at capacity, please try again later",
+}
+
+
+async def _refuse(ws: WebSocket, refusal: Refusal, close_code: int) -> None:
+    await ws.send_text(json.dumps(status("error", REFUSALS[refusal])))
+    await ws.close(close_code)
 
 
 class EchoPanelConnection(LiveConnection):
@@ -168,8 +156,7 @@ class EchoPanelConnection(LiveConnection):
         metadata = {"client_session_id": start.session_id, "connection_id": connection_id}
         if start.attempt_id:
             metadata["attempt_id"] = start.attempt_id
-        session = await self.open_session(self.hub.settings.echopanel_engine, metadata)
-        structlog.contextvars.bind_contextvars(session_id=session.session_id)
+        await self.open_session(self.hub.settings.echopanel_engine, metadata)
         self._start = start
         self.outbox.send(
             status(

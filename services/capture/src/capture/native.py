@@ -7,13 +7,17 @@ import contextlib
 import json
 from typing import Any
 
-import structlog
 from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
-from capture import metrics
-from capture.auth import authorized
-from capture.connection import Disconnected, LiveConnection, Rejected, SourceOutcome
+from capture.connection import (
+    Disconnected,
+    LiveConnection,
+    Refusal,
+    Rejected,
+    SourceOutcome,
+    admit,
+)
 from capture.hub import Hub
 from capture.limits import format_problem
 from capture.native_protocol import (
@@ -39,26 +43,17 @@ def error(code: str, message: str, *, fatal: bool = False) -> dict[str, Any]:
 
 async def stream_endpoint(ws: WebSocket) -> None:
     """The WebSocket endpoint."""
-    hub: Hub = ws.app.state.hub
-    await ws.accept()
-    if not authorized(ws, hub.settings.token):
-        metrics.PROTOCOL_ERRORS.labels("native", "unauthorized").inc()
-        await _refuse(ws, "unauthorized", "missing or wrong bearer token", 1008)
-        return
-    if not hub.connections.try_acquire():
-        await _refuse(ws, "capacity", "server at capacity, try again later", 1013)
-        return
-    metrics.CONNECTIONS.labels("native").inc()
-    try:
-        with structlog.contextvars.bound_contextvars(protocol="native"):
-            await NativeConnection(hub, ws).run()
-    finally:
-        hub.connections.release()
-        metrics.CONNECTIONS.labels("native").dec()
+    await admit(ws, "native", NativeConnection, _refuse)
 
 
-async def _refuse(ws: WebSocket, code: str, message: str, close_code: int) -> None:
-    await ws.send_text(json.dumps(error(code, message, fatal=True)))
+REFUSALS: dict[Refusal, str] = {
+    "unauthorized": "missing or wrong bearer token",
+    "capacity": "server at capacity, try again later",
+}
+
+
+async def _refuse(ws: WebSocket, refusal: Refusal, close_code: int) -> None:
+    await ws.send_text(json.dumps(error(refusal, REFUSALS[refusal], fatal=True)))
     await ws.close(close_code)
 
 
@@ -146,8 +141,7 @@ class NativeConnection(LiveConnection):
             if (problem := format_problem(fmt, settings)) is not None:
                 raise Rejected("unsupported_format", f"source {name!r}: {problem}")
         self.formats = formats
-        session = await self.open_session(engine, dict(start.metadata))
-        structlog.contextvars.bind_contextvars(session_id=session.session_id)
+        await self.open_session(engine, dict(start.metadata))
         self._start, self._names = start, list(formats)
         self.outbox.send(self._ready(engine))
 
