@@ -88,7 +88,12 @@ def test_a_service_exits_with_a_clear_error_when_nats_is_unreachable() -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_service_waiting_for_nats_stops_on_a_signal(signum: int) -> None:
     service = start_service(f"nats://127.0.0.1:{free_port()}", pause_s=0)
-    time.sleep(1.0)
+    assert service.stderr is not None
+    events = []
+    while "service.connecting" not in events:  # its signal handlers are installed by then
+        line = service.stderr.readline()
+        assert line, "the service ended before trying to connect"
+        events.append(json.loads(line)["event"])
     service.send_signal(signum)
     assert service.wait(timeout=10) == 0
     _out, err = service.communicate()

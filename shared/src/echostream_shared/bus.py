@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError, TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from prometheus_client import Counter
@@ -107,7 +107,7 @@ class PullConsumer:
             while not stop.is_set():
                 try:
                     messages = await subscription.fetch(self._batch, timeout=self._fetch_timeout_s)
-                except NatsTimeoutError:
+                except TimeoutError:  # nats.errors.TimeoutError, or the bare one fetch() can raise
                     continue
                 except NatsError as exc:
                     # The client reconnects on its own; wait instead of spinning.

@@ -53,6 +53,13 @@ class ServiceSettings(BaseSettings):
     audio_retention_s: float = Field(
         default=24 * 3600.0, gt=0, validation_alias=common("audio_retention_s")
     )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias=common("stream_replicas"),
+        description="replicas of every stream, consumer and bucket; 3 on a three-node cluster",
+    )
     metrics_port: int = Field(
         default=0,
         ge=0,
@@ -63,7 +70,9 @@ class ServiceSettings(BaseSettings):
     def topology_limits(self) -> TopologyLimits:
         """The JetStream limits these settings ask for."""
         return TopologyLimits(
-            job_ack_wait_s=self.job_ack_wait_s, audio_max_age_s=self.audio_retention_s
+            job_ack_wait_s=self.job_ack_wait_s,
+            audio_max_age_s=self.audio_retention_s,
+            replicas=self.stream_replicas,
         )
 
     @property

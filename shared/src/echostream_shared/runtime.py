@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import Mapping
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from nats.aio.client import Client as NATS
 
@@ -20,6 +21,8 @@ log = get_logger("runtime")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+GIVE_UP_S = 2.0
+"""How long an abandoned connection attempt may take to wind down."""
 
 
 class Service(Protocol):
@@ -75,10 +78,11 @@ async def connect(settings: ServiceSettings, stop: asyncio.Event) -> NATS | None
         attempt.result()
         return nc
     attempt.cancel()
+    # nats-py may swallow the cancellation of a first connect and go on retrying: bound both waits.
     with contextlib.suppress(BaseException):
-        await attempt
-    with contextlib.suppress(Exception):
-        await nc.close()
+        await asyncio.wait_for(attempt, GIVE_UP_S)
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(nc.close(), GIVE_UP_S)
     if stop.is_set():
         return None
     raise ConnectionError(
@@ -107,6 +111,7 @@ async def serve(
 async def _connected(
     service: Service, settings: ServiceSettings, limits: TopologyLimits, stop: asyncio.Event
 ) -> int:
+    log.info("service.connecting", nats=_without_credentials(settings.nats_servers))
     nc = await connect(settings, stop)
     if nc is None:
         log.info("service.stopped_before_connecting")
@@ -143,6 +148,16 @@ async def _run_until_stopped(
         log.error("service.failed", error=repr(task.exception()) if not task.cancelled() else None)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _without_credentials(urls: list[str]) -> list[str]:
+    """Server addresses fit for a log line: no user, password or token."""
+    addresses = []
+    for url in urls:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        addresses.append(f"{parts.scheme}://{parts.hostname or ''}{port}")
+    return addresses
 
 
 def run_service(
