@@ -206,6 +206,74 @@ class WorkerStatus(Message):
     reported_at: Seconds
 
 
+SessionUpdateKind = Literal[
+    "session.opened",
+    "session.closed",
+    "session.completed",
+    "session.deleted",
+    "source.opened",
+    "source.closed",
+    "source.transcribed",
+    "transcript.partial",
+    "transcript.final",
+]
+"""What changed in a stored session; ``session.completed`` means closed and fully transcribed."""
+
+
+class SessionUpdate(Message):
+    """One change the aggregator stored for a session, for live feeds (core NATS and HTTP).
+
+    Transcript kinds carry the segment (``segment_id``, sample times on the source's clock,
+    ``text``); lifecycle kinds carry only ``source`` and ``engine`` where they apply.
+    """
+
+    type: Literal["session.update"] = "session.update"
+    session_id: Token
+    kind: SessionUpdateKind
+    source: Token | None = None
+    engine: Token | None = None
+    segment_id: Token | None = None
+    revision: Annotated[int, Field(ge=0)] | None = None
+    start_sample: Sample | None = None
+    end_sample: Sample | None = None
+    text: str = Field(default="", max_length=20_000)
+    language: str | None = Field(default=None, max_length=16)
+    updated_at: Seconds
+
+
+class SummaryRequest(Message):
+    """Asks the aggregator (request/reply) for a session's EchoPanel ``final_summary``.
+
+    The aggregator waits up to ``wait_s`` for every source of the session to be fully
+    transcribed by ``engine`` (its primary engine when None) before it answers.
+    """
+
+    type: Literal["summary.request"] = "summary.request"
+    session_id: Token
+    engine: Token | None = None
+    client_features: dict[str, bool] = Field(default_factory=dict, max_length=16)
+    wait_s: float = Field(default=0.0, ge=0, le=30)
+
+
+SummaryStatus = Literal["ok", "not_found", "bad_request", "error"]
+
+
+class SummaryReply(Message):
+    """The aggregator's answer to a ``SummaryRequest``.
+
+    ``summary_json`` is the complete ``final_summary`` message as JSON text, ready to send to
+    the client, when ``status`` is ``ok``; ``complete`` tells whether every source was fully
+    transcribed when it was built.
+    """
+
+    type: Literal["summary.reply"] = "summary.reply"
+    session_id: str = Field(max_length=256)
+    status: SummaryStatus
+    summary_json: str = Field(default="", max_length=1024 * 1024 - 4096)
+    complete: bool = False
+    detail: str = Field(default="", max_length=500)
+
+
 BusMessage = Annotated[
     SessionOpened
     | SessionClosed
@@ -218,7 +286,10 @@ BusMessage = Annotated[
     | TranscriptPartial
     | TranscriptFinal
     | SourceTranscribed
-    | WorkerStatus,
+    | WorkerStatus
+    | SessionUpdate
+    | SummaryRequest
+    | SummaryReply,
     Field(discriminator="type"),
 ]
 """Any bus message, told apart by its ``type`` tag."""

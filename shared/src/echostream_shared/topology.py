@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
@@ -85,6 +86,46 @@ def worker_status(engine: str, worker_id: str) -> str:
 def worker_consumer(engine: str) -> str:
     """Durable consumer shared by every worker of one engine."""
     return f"{engine}-worker"
+
+
+AGGREGATOR_SUMMARY = f"{PREFIX}.aggregator.summary"
+"""Request/reply (core NATS): a SummaryRequest is answered with a SummaryReply."""
+
+AGGREGATOR_QUEUE = "aggregator"
+"""Queue group of the aggregators' request/reply subscriptions, so one of them answers."""
+
+AGGREGATOR_STORE_KEY = "echostream_store_id"
+"""Consumer metadata key naming the aggregator store the consumer's position belongs to."""
+
+
+def aggregator_consumer(stream: str) -> str:
+    """Durable consumer through which the aggregators read one stream."""
+    return f"aggregator-{stream.lower().replace('_', '-')}"
+
+
+def aggregator_consumer_config(
+    stream: str, store_id: str, limits: TopologyLimits, ack_wait_s: float = 30.0
+) -> ConsumerConfig:
+    """The aggregator's consumer of one stream, from its first message, bound to one store.
+
+    ``store_id`` identifies the database whose contents the consumer's position reflects; a
+    new, empty database has another id, so the aggregator recreates the consumer and rebuilds.
+    """
+    return ConsumerConfig(
+        durable_name=aggregator_consumer(stream),
+        description=f"aggregator's session store reading {stream}",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,
+        max_ack_pending=1000,
+        num_replicas=limits.replicas,
+        metadata={AGGREGATOR_STORE_KEY: store_id},
+    )
+
+
+AGGREGATOR_STREAMS = (SESSION_STREAM, TRANSCRIPT_STREAM)
+"""Streams the aggregator consumes, in the order it should read them."""
 
 
 def checkpoint_key(engine: str, session_id: str, source: str) -> str:

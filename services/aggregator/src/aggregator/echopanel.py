@@ -1,0 +1,72 @@
+"""EchoPanel's ``final_summary`` built from a stored session.
+
+It has the shape the capture service sends live (reference/echopanel-client-protocol.md §5.7):
+finals sorted by ``t0`` across sources, times on each source's own clock as in the live
+``asr_final`` events, and the client's own ``seg_…`` ids, so the client's transcript matches
+what it saw live. ``json.transcript`` replaces the client's whole transcript: it is left out,
+never sent empty or cut short, when there is nothing to send or it would not fit in 1 MiB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from aggregator.records import FinalRecord, SessionRecord
+from echostream_shared.messages import SAMPLE_RATE
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""URLSession's default receive limit: the client fails on anything larger."""
+SUMMARY_BUDGET = MAX_MESSAGE_BYTES - 64 * 1024
+DEFAULT_CONFIDENCE = 0.9
+FEATURES = (
+    "clock_drift_compensation_enabled",
+    "client_vad_enabled",
+    "clock_drift_telemetry_enabled",
+    "client_vad_telemetry_enabled",
+)
+
+
+def client_segment_id(source: str, t0: float, t1: float, text: str) -> str:
+    """The id the client computes itself: ``seg_`` + 16 hex digits of a sha256."""
+    normalized = " ".join(text.strip().lower().split())
+    key = f"{(source or 'system').lower()}|{t0:.3f}|{t1:.3f}|{normalized}"
+    return "seg_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def final_summary(record: SessionRecord, features: dict[str, bool] | None = None) -> dict[str, Any]:
+    """The ``final_summary`` message for ``record``'s finals (of one engine)."""
+    given = features or {}
+    items = [_item(final) for final in record.finals if final.text.strip()]
+    items.sort(key=lambda item: (item["t0"], item["source"]))
+    body: dict[str, Any] = {
+        "session_id": record.session_id,
+        "client_features": {name: bool(given.get(name, False)) for name in FEATURES},
+    }
+    if items:
+        body["transcript"] = items
+    summary: dict[str, Any] = {"type": "final_summary", "markdown": "", "json": body}
+    if encoded_size(summary) > SUMMARY_BUDGET:
+        del body["transcript"]
+        body["transcript_omitted"] = "too large for one message"
+    return summary
+
+
+def encoded_size(message: dict[str, Any]) -> int:
+    """Bytes of the message as compact JSON, as it goes on the wire."""
+    return len(json.dumps(message, separators=(",", ":")).encode())
+
+
+def _item(final: FinalRecord) -> dict[str, Any]:
+    text = final.text.strip()
+    t0, t1 = round(final.start_sample / SAMPLE_RATE, 3), round(final.end_sample / SAMPLE_RATE, 3)
+    return {
+        "text": text,
+        "t0": t0,
+        "t1": t1,
+        "confidence": DEFAULT_CONFIDENCE if final.confidence is None else final.confidence,
+        "source": final.source,
+        "segment_id": client_segment_id(final.source, t0, t1, text),
+        "is_final": True,
+    }
