@@ -1,1 +1,1 @@
-"""voxtral_worker"""
+"""Voxtral Realtime worker: streams each source's audio to vLLM's ``/v1/realtime``."""

@@ -1,0 +1,7 @@
+"""Engine-independent machinery of a transcription worker.
+
+A worker pulls (session, source, engine) jobs while it has capacity (``worker``), replays each
+source's audio from its checkpoint (``source_job``, ``checkpoints``) into an engine stream, and
+publishes what the stream reports with deterministic ids (``publisher``). An engine supplies only
+the stream (``EngineStream``) that turns audio and speech boundaries into ``updates``.
+"""

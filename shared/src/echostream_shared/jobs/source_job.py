@@ -1,0 +1,288 @@
+"""One job: one source of a session on one engine, from its checkpoint to its close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from prometheus_client import Histogram
+
+from echostream_shared import messages as m, topology as t
+from echostream_shared.bus import Bus, report_malformed
+from echostream_shared.codec import DecodeError, decode
+from echostream_shared.jobs.checkpoints import Checkpoint, CheckpointError, CheckpointStore
+from echostream_shared.jobs.metrics import JobMetrics
+from echostream_shared.jobs.publisher import TranscriptPublisher
+from echostream_shared.jobs.stream import EngineStream, HandBack, TranscriptSink
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Resume
+from echostream_shared.logging import get_logger
+
+log = get_logger("source_job")
+
+StreamFactory = Callable[[m.TranscriptionJob, Resume | None, TranscriptSink], EngineStream]
+"""Opens an engine stream for a job, fresh or resumed, reporting to the sink."""
+
+HAND_BACK_DELAY_S = 5.0
+"""A job given away because the engine failed is not offered again sooner than this."""
+
+
+class Outcome(Enum):
+    """How a job ended."""
+
+    FINISHED = "finished"
+    HANDED_BACK = "handed_back"
+
+
+@dataclass(frozen=True)
+class _ChunkSeen:
+    stream_seq: int
+    first_sample: int
+    end_sample: int
+    captured_at: float
+
+
+class SourceJob:
+    """Replays a source's audio from JetStream in order into an engine stream, publishes its
+    transcripts, checkpoints after each final, keeps the job in progress, acks it at the close.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        job: m.TranscriptionJob,
+        job_msg: Msg,
+        checkpoints: CheckpointStore,
+        open_stream: StreamFactory,
+        metrics: JobMetrics,
+        *,
+        ack_wait_s: float,
+        idle_timeout_s: float,
+    ) -> None:
+        self.job = job
+        self._bus = bus
+        self._job_msg = job_msg
+        self._checkpoints = checkpoints
+        self._open_stream = open_stream
+        self._metrics = metrics
+        self._ack_wait_s = ack_wait_s
+        self._idle_timeout_s = idle_timeout_s
+        self._publisher = TranscriptPublisher(bus, job.engine, job.session_id, job.source)
+        self._chunks: deque[_ChunkSeen] = deque()
+        self._last_seq = 0
+        self._end_sample = 0
+        self._with_partials: set[int] = set()
+        self._finals = 0
+        self._lag_s = 0.0
+        self._capture_end = 0.0
+        self._handling = False
+        self._stream: EngineStream | None = None
+        self.audio_s = 0.0
+
+    @property
+    def busy_s(self) -> float:
+        return self._stream.busy_s if self._stream is not None else 0.0
+
+    @property
+    def lag_s(self) -> float:
+        """How far behind real time this stream is, growing while the engine holds a message."""
+        if self._handling and self._capture_end:
+            return max(self._lag_s, time.time() - self._capture_end)
+        return self._lag_s
+
+    async def run(self, stop: asyncio.Event) -> Outcome:
+        """Transcribe until the source closes (ack) or the worker stops (hand back)."""
+        with structlog.contextvars.bound_contextvars(
+            session_id=self.job.session_id, source=self.job.source, engine=self.job.engine
+        ):
+            stored = await self._load_checkpoint()
+            if stored is not None and stored.closed:
+                await self._job_msg.ack()
+                return Outcome.FINISHED
+            log.info("job.started", resumed=stored is not None)
+            self._finals = stored.finals if stored else 0
+            stream = self._open_stream(self.job, stored.resume if stored else None, _Sink(self))
+            self._stream = stream
+            keep_alive = asyncio.create_task(self._keep_alive())
+            try:
+                return await self._consume(stream, stored, stop)
+            finally:
+                keep_alive.cancel()
+
+    async def _load_checkpoint(self) -> Checkpoint | None:
+        try:
+            return await self._checkpoints.load(self.job.session_id, self.job.source)
+        except CheckpointError as exc:
+            # Replaying the whole source re-publishes the same segment ids: nothing is doubled.
+            log.error("checkpoint.unreadable", reason=str(exc))
+            return None
+
+    async def _consume(
+        self, stream: EngineStream, stored: Checkpoint | None, stop: asyncio.Event
+    ) -> Outcome:
+        subscription = await self._bus.js.subscribe(
+            t.audio(self.job.session_id, self.job.source),
+            ordered_consumer=True,
+            config=_replay_config(stored),
+        )
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                if (failure := stream.failure()) is not None:
+                    return await self._hand_back(stream, failure)
+                try:
+                    msg = await subscription.next_msg(timeout=1.0)
+                except TimeoutError:
+                    if time.monotonic() - idle_since > self._idle_timeout_s:
+                        log.warning("job.source_idle", idle_s=self._idle_timeout_s)
+                        await self._close(stream, self._end_sample)
+                        return Outcome.FINISHED
+                    continue
+                idle_since = time.monotonic()
+                if await _unless_stopped(self._handle(stream, msg), stop):
+                    return Outcome.FINISHED
+            # Work since the last final is redone from the checkpoint by whoever takes the job.
+            await stream.aclose()
+            await self._job_msg.nak()
+            log.info("job.handed_back")
+            return Outcome.HANDED_BACK
+        except HandBack as exc:
+            return await self._hand_back(stream, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _hand_back(self, stream: EngineStream, failure: BaseException) -> Outcome:
+        await stream.aclose()
+        if not isinstance(failure, HandBack):
+            raise failure
+        await self._job_msg.nak(delay=HAND_BACK_DELAY_S)
+        log.warning("job.handed_back", reason=str(failure))
+        return Outcome.HANDED_BACK
+
+    async def _handle(self, stream: EngineStream, msg: Msg) -> bool:
+        """Apply one audio-stream message; True once the source is closed."""
+        try:
+            message = decode(msg.data, msg.subject)
+        except DecodeError as exc:
+            report_malformed(t.AUDIO_STREAM, exc)
+            return False
+        self._last_seq = msg.metadata.sequence.stream
+        self._handling = True
+        try:
+            match message:
+                case m.AudioChunk():
+                    self._track(message)
+                    await stream.on_audio(message)
+                case m.SpeechStarted():
+                    await stream.on_speech_started(message.sample)
+                case m.SpeechEnded():
+                    await stream.on_speech_ended(message.sample)
+                case m.SourceClosed():
+                    await self._close(stream, message.end_sample)
+                    return True
+            return False
+        finally:
+            self._handling = False
+
+    def _track(self, chunk: m.AudioChunk) -> None:
+        self._chunks.append(
+            _ChunkSeen(self._last_seq, chunk.first_sample, chunk.end_sample, chunk.captured_at)
+        )
+        self._end_sample = max(self._end_sample, chunk.end_sample)
+        self.audio_s += chunk.num_samples / m.SAMPLE_RATE
+        self._capture_end = chunk.captured_at + chunk.num_samples / m.SAMPLE_RATE
+        self._lag_s = max(0.0, time.time() - self._capture_end)
+
+    async def _close(self, stream: EngineStream, end_sample: int) -> None:
+        resume = await stream.on_closed(end_sample)
+        await self._save_checkpoint(resume, closed=True)
+        await self._publisher.source_transcribed(end_sample, self._finals)
+        await self._job_msg.ack_sync()
+        log.info("job.finished", audio_s=round(self.audio_s, 2), finals=self._finals)
+
+    async def publish_partial(self, update: PartialUpdate) -> None:
+        self._with_partials.add(update.segment_start)
+        partial = await self._publisher.partial(update)
+        self._metrics.transcripts.labels("partial").inc()
+        if update.revision == 1:
+            self._observe(
+                self._metrics.first_partial_latency, update.segment_start, partial.emitted_at
+            )
+
+    async def publish_final(self, update: FinalUpdate, resume: Resume) -> None:
+        # An empty final only retracts partials; a segment nobody saw needs no message.
+        if update.text or update.segment_start in self._with_partials:
+            final = await self._publisher.final(update)
+            self._with_partials.discard(update.segment_start)
+            self._finals += 1
+            self._metrics.transcripts.labels("final").inc()
+            self._observe(self._metrics.final_latency, update.segment_end, final.emitted_at)
+            log.info("transcript.final", segment_id=final.segment_id, chars=len(final.text))
+        await self._save_checkpoint(resume, closed=False)
+
+    async def _save_checkpoint(self, resume: Resume, closed: bool) -> None:
+        while self._chunks and self._chunks[0].end_sample <= resume.done:
+            self._chunks.popleft()
+        replay_from = self._chunks[0].stream_seq if self._chunks else self._last_seq + 1
+        await self._checkpoints.save(
+            self.job.session_id,
+            self.job.source,
+            Checkpoint(resume, replay_from, finals=self._finals, closed=closed),
+        )
+
+    def _observe(self, histogram: Histogram, sample: int, emitted_at: float) -> None:
+        for chunk in reversed(self._chunks):
+            if chunk.first_sample <= sample <= chunk.end_sample:
+                captured = chunk.captured_at + (sample - chunk.first_sample) / m.SAMPLE_RATE
+                histogram.observe(max(0.0, emitted_at - captured))
+                return
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self._ack_wait_s / 3)
+            with contextlib.suppress(Exception):
+                await self._job_msg.in_progress()
+
+
+class _Sink:
+    """The sink a job hands its engine stream."""
+
+    def __init__(self, job: SourceJob) -> None:
+        self._job = job
+
+    async def partial(self, update: PartialUpdate) -> None:
+        await self._job.publish_partial(update)
+
+    async def final(self, update: FinalUpdate, resume: Resume) -> None:
+        await self._job.publish_final(update, resume)
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, bool], stop: asyncio.Event) -> bool:
+    """The work's result, or False if ``stop`` is set first (the work is then cancelled)."""
+    task = asyncio.create_task(work)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+def _replay_config(stored: Checkpoint | None) -> ConsumerConfig:
+    if stored is None:
+        return ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    return ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=stored.replay_from_seq
+    )

@@ -1,0 +1,51 @@
+"""The contract between the job machinery and an engine."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from echostream_shared import messages as m
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Resume
+
+
+class HandBack(Exception):
+    """The engine cannot serve this stream now (e.g. misconfigured); another worker may."""
+
+
+class TranscriptSink(Protocol):
+    """Where an engine stream reports, in order; finals are checkpointed before returning."""
+
+    async def partial(self, update: PartialUpdate) -> None: ...
+
+    async def final(self, update: FinalUpdate, resume: Resume) -> None: ...
+
+
+class EngineStream(Protocol):
+    """One source on one engine: fed audio and speech boundaries in stream order.
+
+    Updates may be reported to the sink during a call or later (an engine that streams to a
+    server reports when the server answers); ``on_closed`` returns after the last one.
+    """
+
+    async def on_audio(self, chunk: m.AudioChunk) -> None: ...
+
+    async def on_speech_started(self, sample: int) -> None: ...
+
+    async def on_speech_ended(self, sample: int) -> None: ...
+
+    async def on_closed(self, end_sample: int) -> Resume:
+        """Flush every final up to ``end_sample``; returns the stream's last resume point."""
+        ...
+
+    def failure(self) -> BaseException | None:
+        """Why the stream can no longer work (raise ``HandBack`` to give the job away), if so."""
+        ...
+
+    @property
+    def busy_s(self) -> float:
+        """Engine wall time spent so far, for the real-time factor."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop without finishing: the job is handed back."""
+        ...

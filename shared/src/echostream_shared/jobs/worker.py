@@ -1,0 +1,221 @@
+"""The job loop of an engine worker: take jobs while there is capacity, run them, report status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+
+from echostream_shared import messages as m, topology as t
+from echostream_shared.bus import Bus, report_malformed
+from echostream_shared.codec import DecodeError, decode_as
+from echostream_shared.jobs.checkpoints import CheckpointStore
+from echostream_shared.jobs.metrics import JobMetrics
+from echostream_shared.jobs.source_job import Outcome, SourceJob
+from echostream_shared.jobs.stream import EngineStream, TranscriptSink
+from echostream_shared.jobs.updates import Resume
+from echostream_shared.logging import get_logger
+
+log = get_logger("worker")
+
+
+class Engine(Protocol):
+    """What a worker needs from its engine besides streams."""
+
+    name: str
+    """The engine token: ``whisper``, ``voxtral``."""
+
+    def open_stream(
+        self, job: m.TranscriptionJob, resume: Resume | None, sink: TranscriptSink
+    ) -> EngineStream:
+        """A stream for the job, fresh or resumed; see ``source_job.StreamFactory``."""
+        ...
+
+    def capacity(self) -> int:
+        """Streams this worker may hold at once."""
+        ...
+
+    def condition(self) -> tuple[m.WorkerState, str]:
+        """The engine's own health (``ok``, ``degraded`` or ``error``) and why."""
+        ...
+
+    async def start(self) -> None:
+        """Get ready before the first job (load a model, check a server)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How the job loop runs."""
+
+    worker_id: str
+    status_interval_s: float = 5.0
+    degrade_lag_s: float = 2.0
+    source_idle_timeout_s: float = 300.0
+    ack_wait_s: float = 30.0
+
+
+class JobWorker:
+    """A ``Service`` that pulls an engine's jobs, one per free stream slot."""
+
+    def __init__(self, engine: Engine, options: WorkerOptions, metrics: JobMetrics) -> None:
+        self.name = f"{engine.name}-worker"
+        self._engine = engine
+        self._options = options
+        self._metrics = metrics
+        self._jobs: dict[asyncio.Task[Outcome], SourceJob] = {}
+        self._state: m.WorkerState = "ok"
+        self._detail = ""
+        self._ack_wait_s = options.ack_wait_s
+
+    @property
+    def state(self) -> m.WorkerState:
+        return self._state
+
+    def health(self) -> Mapping[str, object]:
+        return {
+            "status": self._state,
+            "worker_id": self._options.worker_id,
+            "engine": self._engine.name,
+            "active_streams": len(self._jobs),
+            "capacity": self._engine.capacity(),
+            "max_lag_s": round(self._max_lag(), 3),
+            "detail": self._detail,
+        }
+
+    async def run(self, bus: Bus, stop: asyncio.Event) -> None:
+        checkpoints = CheckpointStore(
+            await bus.js.key_value(t.CHECKPOINT_BUCKET), self._engine.name
+        )
+        await self._engine.start()
+        status = asyncio.create_task(self._report_status(bus, stop))
+        try:
+            await self._take_jobs(bus, checkpoints, stop)
+        finally:
+            if self._jobs:
+                await asyncio.wait(self._jobs.keys())
+            self._state = "stopping"
+            await self._publish_status(bus)
+            status.cancel()
+            await self._engine.aclose()
+
+    async def _take_jobs(self, bus: Bus, checkpoints: CheckpointStore, stop: asyncio.Event) -> None:
+        queue = await bus.js.pull_subscribe_bind(
+            t.worker_consumer(self._engine.name), stream=t.JOB_STREAM
+        )
+        # Progress acks must beat the consumer's ack wait, whatever this process was told.
+        self._ack_wait_s = (await queue.consumer_info()).config.ack_wait or self._ack_wait_s
+        while not stop.is_set():
+            if not self._has_capacity():
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                msgs = await queue.fetch(1, timeout=1.0)
+            except TimeoutError:
+                continue
+            except NatsError as exc:
+                log.warning("jobs.fetch_failed", error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self._start(bus, checkpoints, msg, stop)
+        with contextlib.suppress(NatsError):
+            await queue.unsubscribe()
+
+    async def _start(
+        self, bus: Bus, checkpoints: CheckpointStore, msg: Msg, stop: asyncio.Event
+    ) -> None:
+        try:
+            job = decode_as(msg.data, m.TranscriptionJob, msg.subject)
+        except DecodeError as exc:
+            report_malformed(t.JOB_STREAM, exc)
+            await msg.term()
+            return
+        if stop.is_set():
+            await msg.nak()
+            return
+        source_job = SourceJob(
+            bus,
+            job,
+            msg,
+            checkpoints,
+            self._engine.open_stream,
+            self._metrics,
+            ack_wait_s=self._ack_wait_s,
+            idle_timeout_s=self._options.source_idle_timeout_s,
+        )
+        task = asyncio.create_task(source_job.run(stop))
+        self._jobs[task] = source_job
+        self._metrics.active_streams.set(len(self._jobs))
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[Outcome]) -> None:
+        source_job = self._jobs.pop(task)
+        self._metrics.active_streams.set(len(self._jobs))
+        if task.cancelled():
+            self._metrics.jobs.labels("cancelled").inc()
+        elif (error := task.exception()) is not None:
+            self._metrics.jobs.labels("failed").inc()
+            log.error(
+                "job.failed",
+                session_id=source_job.job.session_id,
+                source=source_job.job.source,
+                error=repr(error),
+            )
+        else:
+            self._metrics.jobs.labels(task.result().value).inc()
+
+    def _has_capacity(self) -> bool:
+        self._refresh_state()
+        return len(self._jobs) < self._engine.capacity() and self._state == "ok"
+
+    def _refresh_state(self) -> None:
+        condition, detail = self._engine.condition()
+        if condition != "ok":
+            self._state, self._detail = condition, detail
+        elif self._max_lag() > self._options.degrade_lag_s:
+            self._state, self._detail = "degraded", "behind real time"
+        else:
+            self._state, self._detail = "ok", ""
+
+    def _max_lag(self) -> float:
+        return max((job.lag_s for job in self._jobs.values()), default=0.0)
+
+    def _real_time_factor(self) -> float:
+        audio = sum(job.audio_s for job in self._jobs.values())
+        busy = sum(job.busy_s for job in self._jobs.values())
+        return busy / audio if audio else 0.0
+
+    async def _report_status(self, bus: Bus, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._refresh_state()
+            self._metrics.max_lag.set(self._max_lag())
+            self._metrics.real_time_factor.set(self._real_time_factor())
+            await self._publish_status(bus)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._options.status_interval_s)
+
+    async def _publish_status(self, bus: Bus) -> None:
+        status = m.WorkerStatus(
+            worker_id=self._options.worker_id,
+            engine=self._engine.name,
+            state=self._state,
+            active_streams=len(self._jobs),
+            capacity=self._engine.capacity(),
+            max_lag_s=self._max_lag(),
+            real_time_factor=self._real_time_factor(),
+            detail=self._detail[:500],
+            reported_at=time.time(),
+        )
+        with contextlib.suppress(NatsError):
+            await bus.publish_core(
+                t.worker_status(self._engine.name, self._options.worker_id), status
+            )

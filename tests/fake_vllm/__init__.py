@@ -1,0 +1,10 @@
+"""A protocol-faithful fake of vLLM's ``/v1/realtime`` (0.33.0), for the Voxtral worker's tests.
+
+It follows ``/work/shared/reference/vllm-realtime-protocol.md``; ``voice`` makes audio whose words
+the fake "recognises", so the text it streams depends on the audio only, as a model's would.
+"""
+
+from fake_vllm.server import FakeVllm, FakeVllmConfig
+from fake_vllm.voice import speak
+
+__all__ = ["FakeVllm", "FakeVllmConfig", "speak"]
