@@ -1,4 +1,4 @@
-"""The running pipeline as processes: nats-server, ``python -m whisper_worker``, ``python -m capture``."""
+"""The running pipeline as processes: nats-server, the whisper worker, capture and the aggregator."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ MODEL = REPO / "models" / "ggml-tiny.en.bin"
 class Pipeline:
     nats_url: str
     capture_port: int
+    aggregator_port: int
     logs: Path
 
     @property
@@ -34,6 +35,10 @@ class Pipeline:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.capture_port}"
+
+    @property
+    def aggregator(self) -> str:
+        return f"http://127.0.0.1:{self.aggregator_port}"
 
 
 def require_whisper_worker() -> None:
@@ -48,18 +53,24 @@ def require_whisper_worker() -> None:
 
 @contextlib.contextmanager
 def running_pipeline(workdir: Path, **capture_env: str) -> Iterator[Pipeline]:
-    """NATS, one whisper worker and one capture process, torn down in reverse."""
+    """NATS, one whisper worker, one capture and one aggregator process, torn down in reverse."""
     require_whisper_worker()
     nats = NatsServer(workdir / "jetstream")
     nats.start()
-    port = free_port()
+    port, aggregator_port = free_port(), free_port()
     common = {**os.environ, "ECHOSTREAM_NATS_URL": nats.url, "ECHOSTREAM_LOG_LEVEL": "info"}
     processes: list[subprocess.Popen[bytes]] = []
     try:
         processes.append(_spawn("whisper_worker", workdir / "worker.log", common))
         env = {**common, "ECHOSTREAM_CAPTURE_PORT": str(port), **capture_env}
         processes.append(_spawn("capture", workdir / "capture.log", env))
-        pipeline = Pipeline(nats.url, port, workdir)
+        aggregator_env = {
+            **common,
+            "ECHOSTREAM_AGGREGATOR_HTTP_PORT": str(aggregator_port),
+            "ECHOSTREAM_AGGREGATOR_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'sessions.db'}",
+        }
+        processes.append(_spawn("aggregator", workdir / "aggregator.log", aggregator_env))
+        pipeline = Pipeline(nats.url, port, aggregator_port, workdir)
         _wait_for_a_worker(pipeline, processes)
         yield pipeline
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -71,6 +72,26 @@ async def test_echopanel_client_session_against_the_whisper_worker(pipeline: Pip
         f["text"] for f in sorted(finals, key=lambda f: (f["t0"], f["source"]))
     ]
     assert client.close_code == 1000
+    assert summary["json"]["session_id"] == client.session_id
+    stored = await stored_echopanel_summary(pipeline, client.session_id)
+    assert summary["json"]["transcript"] == stored["json"]["transcript"]
+    assert "summary.from_relay" not in (pipeline.logs / "capture.log").read_text(), (
+        "the summary is the aggregator's stored session, not the capture's own relay"
+    )
+
+
+async def stored_echopanel_summary(pipeline: Pipeline, client_session: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=pipeline.aggregator) as http:
+        page = (await http.get("/v1/sessions", params={"limit": 200})).json()
+        [ours] = [
+            item
+            for item in page["items"]
+            if item["metadata"].get("client_session_id") == client_session
+        ]
+        response = await http.get(f"/v1/sessions/{ours['session_id']}/echopanel-summary")
+    assert response.status_code == 200
+    summary: dict[str, Any] = response.json()
+    return summary
 
 
 def corpus_speech(min_s: float = 45.0) -> Speech:

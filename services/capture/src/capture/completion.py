@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from nats.errors import Error as NatsError, TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError
 from nats.js.api import DeliverPolicy
 
 from echostream_shared import messages as m, topology as t
@@ -29,7 +29,7 @@ async def transcribed(
     try:
         async with asyncio.timeout(timeout_s):
             while True:
-                with contextlib.suppress(NatsTimeoutError):
+                with contextlib.suppress(TimeoutError):
                     msg = await subscription.next_msg(timeout=1.0)
                     if _is_marker(msg.data, msg.subject):
                         return True

@@ -27,6 +27,7 @@ from capture.echopanel_events import (
 from capture.hub import Hub
 from capture.limits import format_problem
 from capture.relay import TranscriptEvent
+from capture.stored_summary import stored_summary
 from echostream_shared import messages as m
 from echostream_shared.logging import get_logger
 
@@ -36,6 +37,8 @@ MAX_SOURCES = 2
 ENCODINGS: dict[str, Encoding] = {"pcm_s16le": "pcm_s16le", "pcm_f32le": "pcm_f32le"}
 IGNORED_TYPES = frozenset({"voice_note_audio", "voice_note_start", "voice_note_stop", "ocr_text"})
 CLOSE_DRAIN_S = 1.0
+SUMMARY_DEADLINE_S = 9.0
+"""The client gives up 10 s after its ``stop``; the summary must be on its way before that."""
 SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -216,6 +219,7 @@ class EchoPanelConnection(LiveConnection):
         return False
 
     async def _stop(self) -> None:
+        stopped_at = time.monotonic()
         complete = True
         if self.session is not None:
             outcomes = await self.finish(self.hub.settings.echopanel_flush_timeout_s)
@@ -230,11 +234,26 @@ class EchoPanelConnection(LiveConnection):
                     "Transcription did not finish in time; the transcript may be incomplete",
                 )
             )
-        session_id = self._start.session_id if self._start else ""
-        features = self._start.features() if self._start else {}
-        self.outbox.send(final_summary(session_id, self._finals, features))
+        self.outbox.send(await self._summary(SUMMARY_DEADLINE_S - (time.monotonic() - stopped_at)))
         await self.outbox.drain(CLOSE_DRAIN_S)
         await self.ws.close(1000)
+
+    async def _summary(self, budget_s: float) -> dict[str, Any]:
+        """The aggregator's stored summary when it answers in time, else the relayed finals'."""
+        client_session = self._start.session_id if self._start else ""
+        features = self._start.features() if self._start else {}
+        if self.session is not None:
+            stored = await stored_summary(
+                self.hub.bus,
+                self.session.session_id,
+                self.hub.settings.echopanel_engine,
+                features,
+                budget_s,
+            )
+            if stored is not None:
+                stored["json"]["session_id"] = client_session
+                return stored
+        return final_summary(client_session, self._finals, features)
 
     async def _close_with(self, fatal: Fatal) -> None:
         self.outbox.send({"type": "error", "message": fatal.message})

@@ -22,3 +22,8 @@ BACKPRESSURE = Counter(
     "echostream_capture_backpressure_total", "Backpressure notices sent", ["reason"]
 )
 UPLOADS = Counter("echostream_capture_uploads_total", "File uploads", ["outcome"])
+SUMMARIES = Counter(
+    "echostream_capture_summaries_total",
+    "EchoPanel final summaries sent, by where they came from (aggregator or relay)",
+    ["origin"],
+)
