@@ -13,7 +13,7 @@ MODEL_FILE := models/ggml-$(MODEL).bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install models lint typecheck test test-fast run bench bench-whisper bench-ingest bench-smoke clean
+.PHONY: help install models lint typecheck test test-fast run compose-check config-reference bench bench-whisper bench-ingest bench-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ models: $(VENV)/.synced ## provision the whisper.cpp model offline (MODEL=tiny.e
 lint: $(VENV)/.synced ## ruff on everything, mypy --strict on shared/ and the services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared/src services/whisper_worker/src services/capture/src infra/local
+	$(BIN)/mypy shared/src services/whisper_worker/src services/capture/src services/aggregator/src services/voxtral_worker/src infra/local infra/config_reference.py
 
 test: install lint ## what CI runs: lint, then the whole test suite
 	$(BIN)/pytest
@@ -45,8 +45,14 @@ test: install lint ## what CI runs: lint, then the whole test suite
 test-fast: $(VENV)/.synced ## the suite without slow tests
 	$(BIN)/pytest -m "not slow"
 
-run: install ## run every service on this machine (embedded NATS unless ECHOSTREAM_NATS_URL is set)
-	$(BIN)/python infra/local/run.py
+run: install ## run every service on this machine (embedded NATS unless ECHOSTREAM_NATS_URL is set; RUN_ARGS=--help)
+	$(BIN)/python infra/local/run.py $(RUN_ARGS)
+
+compose-check: $(VENV)/.synced ## check docker-compose.yml and overrides with Compose, lint the Dockerfile, compare with make run
+	$(BIN)/pytest -q tests/deployment/test_compose.py tests/deployment/test_topology.py tests/test_infra.py
+
+config-reference: $(VENV)/.synced ## rewrite the configuration reference of docs/operations.md from the settings classes
+	$(BIN)/python infra/config_reference.py --write docs/operations.md
 
 bench: bench-whisper bench-ingest ## every benchmark, written under docs/bench/ (~17 min)
 
@@ -61,3 +67,6 @@ bench-smoke: $(VENV)/.synced ## a few seconds of the bench, report in a temp dir
 
 clean: ## remove the environment and provisioned models
 	rm -rf $(VENV) $(TOOLS) models
+
+peer-install: ## WhisperLiveKit, the bench's peer, in its own venv .peer-venv (pinned, CPU torch)
+	PYTHONPATH=tests $(PYTHON) -m peer.install --python $(PYTHON) --venv .peer-venv
