@@ -28,6 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from fake_vllm.listener import ScriptedListener
 from fake_vllm.voice import hear
 
 MODEL = "mistralai/Voxtral-Mini-4B-Realtime-2602"
@@ -55,6 +56,8 @@ class FakeVllmConfig:
     """vLLM <= 0.20: a generation waiting this long for audio stops silently (no delta, no done)."""
     fail_after_steps: int | None = None
     """Every generation fails after this many steps: ``processing_error`` and no ``done``."""
+    listener: ScriptedListener | None = None
+    """Hear real speech by voiced stretches instead of the tone-burst voice (``script`` unused)."""
 
 
 @dataclass
@@ -297,6 +300,8 @@ class _Generation:
         self._deltas: list[str] = []
         self._pieces: deque[str] = deque()
         self._last_heard: tuple[int, int] | None = None
+        listener = self._config.listener
+        self._listening = listener.listen() if listener is not None else None
 
     async def run(self) -> None:
         ended = False
@@ -338,10 +343,14 @@ class _Generation:
 
     async def _step(self) -> None:
         frame = self._audio[self._steps * SAMPLES_PER_TOKEN : (self._steps + 1) * SAMPLES_PER_TOKEN]
-        heard = hear(frame)
-        if heard is not None and heard != self._last_heard:
-            self._pieces.extend(_pieces(self._word(*heard)))
-        self._last_heard = heard
+        if self._listening is not None:
+            for word in self._listening.hear(frame):
+                self._pieces.extend(_pieces(word))
+        else:
+            heard = hear(frame)
+            if heard is not None and heard != self._last_heard:
+                self._pieces.extend(_pieces(self._word(*heard)))
+            self._last_heard = heard
         delta = self._pieces.popleft() if self._pieces else ""
         self._steps += 1
         self._deltas.append(delta)
