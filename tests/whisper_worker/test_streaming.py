@@ -352,6 +352,45 @@ async def test_cheap_partials_come_at_the_configured_cadence() -> None:
     assert max(c[1] for c in partial_calls) <= StreamConfig().partial_window_s + 0.3
 
 
+async def test_a_first_partial_that_shows_nothing_is_retried_soon() -> None:
+    @dataclass
+    class SlowToHear(FakeTranscriber):
+        """Hears nothing in the first partial try of the stream."""
+
+        async def transcribe(
+            self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
+        ) -> Decoded:
+            tries = sum(1 for c in self.calls if c[0] == "partial")
+            decoded = await super().transcribe(audio, purpose=purpose, prompt=prompt)
+            if purpose == "partial" and tries == 0:
+                return replace(decoded, text="", words=())
+            return decoded
+
+    pcm, _ = scripted_speech(20, lead_s=0.0)
+    fake = SlowToHear(partial_cpu_s=0.001)
+    config = StreamConfig(first_partial_s=0.8, retry_interval_s=0.2, partial_interval_s=1.0)
+    run = await simulate(SourceStream(fake, config), pcm, [(0, len(pcm))], onset_delay_s=0.0)
+    heard = [c[1] for c in fake.calls if c[0] == "partial"]
+    assert heard[0] == pytest.approx(0.8, abs=0.1)
+    assert heard[1] - heard[0] == pytest.approx(0.2, abs=0.1)  # retried, not a second later
+    assert heard[2] - heard[1] == pytest.approx(1.0, abs=0.1)  # text shown: the normal cadence
+    assert run.partials[0].revision == 1 and run.partials[0].segment_end == pytest.approx(
+        1.0 * SR, abs=0.1 * SR
+    )
+
+
+async def test_each_segments_first_partial_goes_even_without_credit() -> None:
+    pcm, _ = scripted_speech(30)
+    spans = [(int(0.4 * SR), int(4.0 * SR)), (int(5.0 * SR), len(pcm) - SR // 4)]
+    pcm[int(4.0 * SR) : int(5.0 * SR)] = 0
+    config = StreamConfig(partial_cpu_burst_s=0.0)  # the bucket holds nothing, ever
+    fake = FakeTranscriber(partial_cpu_s=0.3)
+    run = await simulate(SourceStream(fake, config), pcm, spans)
+    assert_well_formed(run)
+    assert [c[0] for c in fake.calls].count("partial") == 2  # one try per segment, no more
+    assert {p.segment_start for p in run.partials} == {s for s, _ in spans}
+
+
 async def test_lag_skips_partials_never_finals() -> None:
     pcm, words = scripted_speech(40)
     stream = SourceStream(FakeTranscriber())

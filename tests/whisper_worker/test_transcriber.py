@@ -36,6 +36,21 @@ def test_partial_context_grows_with_the_clip_and_stops_at_ten_seconds() -> None:
     assert ctx[4] == 0  # full context
 
 
+def test_reduced_context_covers_the_audio_plus_the_margin() -> None:
+    ctx = [tr.reduced_audio_ctx(s, 256) for s in (0.5, 5.0, 8.0, 24.0, 25.0, 40.0)]
+    assert ctx[:3] == [288, 512, 672]  # 25, 250 and 400 frames of audio, plus 256, in 32s
+    assert all(c % 32 == 0 for c in ctx) and ctx[:4] == sorted(ctx[:4])
+    assert ctx[3] == 1472 and ctx[4] == ctx[5] == 0  # past 1500 frames: the full window
+
+
+def test_no_parameter_sets_a_suppress_regex(tmp_path: Path) -> None:
+    # any string there, even "", costs whisper.cpp ~11 ms per token (a regex over the vocabulary)
+    transcriber = object.__new__(WhisperTranscriber)
+    transcriber.config = TranscriberConfig(tmp_path / "unused.bin")
+    for purpose in ("final", "partial"):
+        assert "suppress_regex" not in transcriber._params(purpose, 5.0, "a prompt")
+
+
 def test_audio_is_made_contiguous_float32() -> None:
     pcm = np.array([0, 16384, -32768, 0], dtype=np.int16)
     assert tr.as_float32(pcm).tolist() == [0.0, 0.5, -1.0, 0.0]
@@ -73,12 +88,25 @@ async def test_jfk_final_is_exact_with_word_times(transcriber: WhisperTranscribe
     assert normalize(decoded.text) == JFK
     assert decoded.rejected is None and decoded.language == "en"
     assert decoded.confidence is not None and 0.5 < decoded.confidence <= 1.0
-    assert decoded.audio_ctx == 0 and decoded.decode_s > 0 and decoded.cpu_s >= decoded.decode_s
+    assert decoded.audio_ctx == tr.reduced_audio_ctx(11.0, 256) < tr.FULL_AUDIO_CTX
+    assert decoded.decode_s > 0 and decoded.cpu_s >= decoded.decode_s
     starts = [w.start_s for w in decoded.words]
     assert starts == sorted(starts) and all(w.start_s <= w.end_s <= 11.0 for w in decoded.words)
     assert " ".join(w.text for w in decoded.words) == decoded.text
     fellow = next(w for w in decoded.words if w.text == "fellow")
     assert 0.5 < fellow.start_s < 1.5  # "fellow" is spoken at about 1.0 s
+
+
+@pytest.mark.slow
+async def test_full_context_finals_on_request_and_no_regex_ever(whisper_model: Path) -> None:
+    audio = to_float32(read_wav(item("jfk").path))
+    config = TranscriberConfig(whisper_model, final_ctx_margin=0)
+    async with WhisperTranscriber(config) as full:
+        decoded = await full.transcribe(audio, purpose="final")
+        await full.transcribe(audio[: 3 * 16_000], purpose="partial")
+        (model,) = full._models
+        assert "suppress_regex=None" in repr(model._params)  # still unset after both kinds
+    assert decoded.audio_ctx == 0 and normalize(decoded.text) == JFK
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from bench.echostream import worker_counters
 from capture_sim import Conversation, conversation, stream_source
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -141,6 +142,7 @@ async def test_streaming_jfk_gives_the_reference_text(bus: Bus, start_worker: St
 
     assert health["status"] == "ok" and health["active_streams"] == 0
     assert "echostream_whisper_final_latency_seconds_count 1.0" in metrics
+    counters = worker_counters(metrics)  # what the bench reads
     assert any(status.active_streams == 1 for status in statuses)
     await wait_until(lambda: statuses[-1].state == "stopping", 5, "the last status")
 
@@ -149,6 +151,10 @@ async def test_streaming_jfk_gives_the_reference_text(bus: Bus, start_worker: St
     assert partials, "no partial while speech went on"
     (final,) = finals(messages)
     assert {p.segment_id for p in partials} == {final.segment_id}
+    decodes = 'echostream_whisper_decode_seconds_count{purpose="%s"}'
+    assert counters[decodes % "final"] == 1.0
+    assert counters[decodes % "partial"] >= len(partials)
+    assert counters['echostream_whisper_decode_seconds_sum{purpose="final"}'] > 0
     assert [p.revision for p in partials] == sorted({p.revision for p in partials})
     assert final.language == "en"
     starts = [word.start_sample for word in final.words]

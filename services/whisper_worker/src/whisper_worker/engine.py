@@ -45,6 +45,7 @@ class WhisperEngine:
                 workers=settings.decoders,
                 sha256=self.model.sha256,
                 temperature_inc=0.2 if settings.temperature_fallback else 0.0,
+                final_ctx_margin=settings.final_ctx_margin,
             )
         )
         self._stream_config = StreamConfig(

@@ -1,18 +1,24 @@
 """The streaming policy for one (session, source): revisable partials, one immutable final per segment.
 
-Cost model (tiny.en, 2 cores): a full-context decode costs ~2 CPU-s whatever the clip length, because
-the encoder always runs a 30 s window, so finals alone cost ~1.5-2x decoding the same audio offline
-on 7-10 s VAD segments; a reduced-context one-thread partial costs ~0.2 CPU-s (1 s) to 0.5 (5 s). So:
+Cost model (tiny.en, 2 cores): whisper.cpp's encoder runs a fixed window whatever the clip length,
+Whisper's full 30 s unless ``audio_ctx`` shrinks it. Finals decode their segment with the window cut
+to the audio plus a 5 s margin (``TranscriberConfig.final_ctx_margin``): on the dev split that is as
+accurate as the full window at ~40 % of its CPU, so a 7-10 s segment's final costs about what
+decoding the same audio offline does, instead of 2x. A reduced-context one-thread partial costs
+~0.1 CPU-s (1 s of audio) to ~0.4 (5 s). So:
 
-* a final is decoded once per segment, at full context, when the capture's VAD says speech ended, or
-  when speech runs past ``max_segment_s`` (then the cut falls in the widest word gap near the end and
-  the rest of the audio starts the next segment);
+* a final is decoded once per segment when the capture's VAD says speech ended, or when speech runs
+  past ``max_segment_s`` (then the cut falls in the widest word gap near the end and the rest of the
+  audio starts the next segment);
+* a segment's first partial is tried as soon as ``first_partial_s`` of it is buffered, and retried
+  every ``retry_interval_s`` until it shows text (well under a second of speech often decodes to
+  nothing); later partials come at most every ``partial_interval_s``;
 * partials decode only the recent audio (``partial_window_s``, reduced context, one thread) after a
   frozen prefix of earlier partial words, and only while a CPU token bucket has credit: it earns
   ``partial_cpu_per_audio_s`` CPU-seconds per second of audio, so partial cost per audio second is
   bounded whatever the decode costs, and partials thin out by themselves when decodes get slower.
-  A segment's first partial may spend the last ``partial_cpu_reserve_s``; later ones may not, so
-  every segment can show text soon after its onset;
+  A segment's first try always goes and its retries may spend the last ``partial_cpu_reserve_s``;
+  later partials may not, so every segment can show text soon after its onset;
 * when the service reports lag (``lag_s``) above ``max_lag_for_partials_s``, partials stop (a
   segment's first partial tolerates twice that); finals never do.
 
@@ -89,10 +95,11 @@ class StreamConfig:
     max_segment_s: float = 25.0  # with the pad, still inside Whisper's 30 s window
     min_segment_s: float = 0.25  # shorter VAD segments are not decoded (Whisper invents text)
     pad_s: float = 0.2  # audio decoded before a VAD onset, in case it clipped one (never before the last final)
-    first_partial_s: float = 0.6
-    partial_interval_s: float = 1.0  # at most one partial per this much new audio
+    first_partial_s: float = 0.8  # segment audio (with the VAD's pre-roll) before the first try
+    retry_interval_s: float = 0.2  # until a segment shows text: ~0.5 s of speech often gives none
+    partial_interval_s: float = 1.0  # later, at most one partial per this much new audio
     partial_window_s: float = 5.0  # partials decode at most this much recent audio
-    partial_cpu_per_audio_s: float = 0.04  # ~0.3x offline decoding: CPU-s per audio second
+    partial_cpu_per_audio_s: float = 0.06  # ~0.5x offline decoding: CPU-s per audio second
     partial_cpu_burst_s: float = 1.2  # bucket size: a first partial plus a full-window one
     partial_cpu_reserve_s: float = 0.3  # only first partials may dip below this: they matter most
     max_lag_for_partials_s: float = 1.0
@@ -325,7 +332,10 @@ class SourceStream:
         return [PartialUpdate(self._seg_start, now, state.revision, text)]
 
     def _affordable(self, audio_s: float) -> bool:
-        """Until a segment shows text, any credit will do; later partials leave the reserve."""
+        """A segment's first try always goes (it is the cheapest, ~1 s of audio); until the segment
+        shows text any credit will do; later partials leave the reserve."""
+        if self._partial.attempts == 0:
+            return True
         if self._partial.revision == 0:
             return self._credit > 0
         a, b = PARTIAL_COST_SHAPE
@@ -344,7 +354,10 @@ class SourceStream:
         state, now = self._partial, self._buf_end
         if state.attempts == 0:
             return now - self._seg_start >= _samples(self.config.first_partial_s)
-        return now - state.last_end >= _samples(self.config.partial_interval_s)
+        interval = (
+            self.config.retry_interval_s if state.revision == 0 else self.config.partial_interval_s
+        )
+        return now - state.last_end >= _samples(interval)
 
     def _partial_window(self, now: int) -> tuple[int, list[TimedWord]]:
         """Start of the audio to decode and the words before it, frozen from earlier partials."""

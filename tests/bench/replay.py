@@ -1,0 +1,226 @@
+"""A fast dev-split harness: the worker's streaming policy replayed on a virtual clock.
+
+``PYTHONPATH=tests .venv/bin/python -m bench.replay --split dev --limit 4``
+
+Feeds a session to the worker's own ``SourceStream`` (built by ``WhisperEngine`` from the same
+``ECHOSTREAM_WHISPER_*`` settings) in the order ``capture_sim`` publishes it: 100 ms chunks
+available when their first sample is captured, speech boundaries 0.3 s of audio late. Handling is
+sequential, as in a ``SourceJob``; the clock jumps to the next message's capture time when the
+stream is idle and advances by each handler's real wall time when it is busy, so latencies and lag
+come out as at real time while the run takes only the decoding time. No NATS: for tuning only;
+``python -m bench`` is the measurement of record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from speech_corpus import load_items, wer
+from worker_process import MODEL
+
+from bench.audio import Pcm, Session, session, talks_from_items
+from whisper_worker.config import WhisperWorkerSettings
+from whisper_worker.engine import WhisperEngine
+from whisper_worker.streaming import FinalUpdate, PartialUpdate, SourceStream, Update
+from whisper_worker.transcriber import TranscriberConfig, WhisperTranscriber
+
+RATE = 16_000
+CHUNK = 1_600
+VAD_DELAY = int(0.3 * RATE)
+
+
+@dataclass(frozen=True)
+class Emitted:
+    update: Update
+    at: float  # virtual seconds since the session's first sample was captured
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class _Message:
+    at: float  # when capture_sim would have published it (virtual seconds)
+    kind: Literal["audio", "started", "ended", "closed"]
+    sample: int  # the chunk's first sample, or the boundary
+    pcm: Pcm | None = None
+
+
+def _messages(talk: Session) -> Iterator[_Message]:
+    """What capture_sim publishes for ``talk``, in order."""
+    boundaries = sorted(
+        [(s.start + VAD_DELAY, "started", s.start) for s in talk.speech]
+        + [(s.end + VAD_DELAY, "ended", s.end) for s in talk.speech]
+    )
+    end = len(talk.audio)
+    for first in range(0, end, CHUNK):
+        pcm = talk.audio[first : first + CHUNK]
+        yield _Message(first / RATE, "audio", first, pcm)
+        while boundaries and boundaries[0][0] <= first + len(pcm):
+            _, kind, sample = boundaries.pop(0)
+            yield _Message(first / RATE, kind, sample)  # type: ignore[arg-type]
+    for _, kind, sample in boundaries:
+        yield _Message(end / RATE, kind, sample)  # type: ignore[arg-type]
+    yield _Message(end / RATE, "closed", end)
+
+
+async def _apply(stream: SourceStream, message: _Message) -> list[Update]:
+    match message.kind:
+        case "audio":
+            assert message.pcm is not None
+            return await stream.on_audio(message.sample, message.pcm)
+        case "started":
+            return await stream.on_speech_started(message.sample)
+        case "ended":
+            return await stream.on_speech_ended(message.sample)
+        case "closed":
+            return await stream.on_closed(message.sample)
+
+
+async def replay(engine: WhisperEngine, talk: Session) -> tuple[list[Emitted], float, SourceStream]:
+    stream = engine.open_stream(None)
+    clock = 0.0
+    emitted: list[Emitted] = []
+    cpu0 = _cpu_s()
+    for message in _messages(talk):
+        clock = max(clock, message.at)
+        stream.lag_s = max(0.0, clock - message.at - CHUNK / RATE)  # as SourceJob computes it
+        started = time.perf_counter()
+        updates = await _apply(stream, message)
+        clock += time.perf_counter() - started
+        emitted += [Emitted(u, clock) for u in updates]
+    return emitted, _cpu_s() - cpu0, stream
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def latencies(talk: Session, emitted: list[Emitted]) -> dict[str, object]:
+    finals = [e for e in emitted if isinstance(e.update, FinalUpdate)]
+    partials = [e for e in emitted if isinstance(e.update, PartialUpdate)]
+    final_lat, first_lat, missing_partial = [], [], 0
+    for span in talk.speech:
+        closing = [e for e in finals if e.update.segment_end == span.end]
+        if closing:
+            final_lat.append(closing[0].at - span.end / RATE)
+        firsts = [e for e in partials if span.start <= e.update.segment_start < span.end]
+        if firsts:
+            first_lat.append(firsts[0].at - span.start / RATE)
+        else:
+            missing_partial += 1
+    return {
+        "final_p50": _pct(final_lat, 50),
+        "final_p95": _pct(final_lat, 95),
+        "first_partial_p50": _pct(first_lat, 50),
+        "first_partial_p95": _pct(first_lat, 95),
+        "segments": len(talk.speech),
+        "no_partial": missing_partial,
+        "partials": len(partials),
+    }
+
+
+def talk_texts(talk: Session, emitted: list[Emitted]) -> list[str]:
+    finals = [e.update for e in emitted if isinstance(e.update, FinalUpdate)]
+    return [
+        " ".join(f.text for f in finals if span.start <= f.segment_start < span.end)
+        for span in talk.talk_spans
+    ]
+
+
+async def offline(model: Path, threads: int, talk: Session) -> tuple[list[str], float]:
+    config = TranscriberConfig(model_path=model, threads=threads, workers=1, final_ctx_margin=0)
+    texts, cpu = [], 0.0
+    async with WhisperTranscriber(config) as transcriber:
+        await transcriber.warm_up()
+        for k in range(len(talk.talks)):
+            cpu0 = _cpu_s()
+            decoded = await transcriber.transcribe(talk.talk_audio(k), purpose="final")
+            cpu += _cpu_s() - cpu0
+            texts.append(decoded.text)
+    return texts, cpu
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    talks = talks_from_items(load_items(args.split))
+    if args.limit:
+        talks = talks[: args.limit]
+    talk = session(args.split, talks, 1.0)
+    refs = [t.text for t in talks]
+    settings = WhisperWorkerSettings(model_path=args.model)
+    engine = WhisperEngine(settings)
+    await engine.warm_up()
+    wall0 = time.perf_counter()
+    emitted, stream_cpu, stream = await replay(engine, talk)
+    stream_wall = time.perf_counter() - wall0
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    await engine.aclose()
+    cache = args.offline_cache
+    key = f"{args.split}:{args.limit}:{settings.threads_per_decoder}"
+    cached = json.loads(cache.read_text()) if cache and cache.is_file() else {}
+    if key in cached:
+        off_texts, off_cpu = cached[key]["texts"], cached[key]["cpu_s"]
+    else:
+        off_texts, off_cpu = await offline(args.model, settings.threads_per_decoder, talk)
+        if cache:
+            cached[key] = {"texts": off_texts, "cpu_s": off_cpu}
+            cache.write_text(json.dumps(cached))
+    stream_texts = talk_texts(talk, emitted)
+    if args.dump:
+        rows = zip(refs, stream_texts, off_texts, strict=True)
+        texts = [{"reference": r, "streaming": s, "offline": o} for r, s, o in rows]
+        args.dump.write_text(json.dumps(texts, indent=1))
+    stats = stream.stats
+    return {
+        "audio_s": round(talk.duration_s, 1),
+        "talks": len(talks),
+        **{
+            k: (round(v, 3) if isinstance(v, float) else v)
+            for k, v in latencies(talk, emitted).items()
+        },
+        "stream_wer": round(100 * wer(refs, stream_texts), 2),
+        "offline_wer": round(100 * wer(refs, off_texts), 2),
+        "stream_cpu_per_audio_s": round(stream_cpu / talk.duration_s, 4),
+        "offline_cpu_per_audio_s": round(off_cpu / talk.duration_s, 4),
+        "cpu_ratio": round(stream_cpu / off_cpu, 3),
+        "final_cpu_s": round(stats.final_cpu_s, 1),
+        "partial_cpu_s": round(stats.partial_cpu_s, 1),
+        "final_decodes": stats.final_decodes,
+        "partial_decodes": stats.partial_decodes,
+        "skipped_budget": stats.partials_skipped_budget,
+        "skipped_lag": stats.partials_skipped_lag,
+        "stream_wall_s": round(stream_wall, 1),
+        "peak_rss_mb_streaming": round(peak_rss_mb),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.replay", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--split", choices=("dev", "eval"), default="dev")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N talks")
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--offline-cache", type=Path, help="reuse offline decodes across runs")
+    parser.add_argument("--dump", type=Path, help="write reference/streaming/offline texts here")
+    parser.add_argument("--label", default="", help="a name for this run in the output")
+    args = parser.parse_args(argv)
+    result = asyncio.run(main_async(args))
+    print(json.dumps({"label": args.label, **result}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
