@@ -13,7 +13,7 @@ MODEL_FILE := models/ggml-$(MODEL).bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install models lint typecheck test test-fast run compose-check config-reference bench bench-whisper bench-ingest bench-smoke clean
+.PHONY: help install models lint typecheck test test-fast run compose-check config-reference bench bench-whisper bench-ingest bench-smoke clean peer-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
