@@ -10,7 +10,7 @@ from echostream_shared.runtime import EXIT_FAILED, run_service
 from whisper_worker.config import WhisperWorkerSettings
 from whisper_worker.engine import WhisperEngine
 from whisper_worker.model_file import ModelFileError
-from whisper_worker.service import WhisperWorker
+from whisper_worker.service import whisper_worker
 
 
 def main() -> int:
@@ -21,7 +21,7 @@ def main() -> int:
     except ModelFileError as exc:
         get_logger("main").error("model.invalid", error=str(exc))
         return EXIT_FAILED
-    return run_service(WhisperWorker(settings, engine), settings)
+    return run_service(whisper_worker(settings, engine), settings)
 
 
 def exit_now(code: int) -> None:

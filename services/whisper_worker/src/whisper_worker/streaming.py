@@ -34,6 +34,12 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from echostream_shared.jobs.updates import (
+    FinalUpdate as FinalUpdate,
+    PartialUpdate as PartialUpdate,
+    TimedWord as TimedWord,
+    Update as Update,
+)
 from whisper_worker.guards import boundary_overlap
 from whisper_worker.transcriber import Decoded, Purpose
 
@@ -49,35 +55,6 @@ class Transcriber(Protocol):
     async def transcribe(
         self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
     ) -> Decoded: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TimedWord:
-    text: str
-    start: int  # samples on the source clock
-    end: int
-    probability: float
-
-
-@dataclass(frozen=True, slots=True)
-class PartialUpdate:
-    segment_start: int
-    segment_end: int
-    revision: int  # 1, 2, ... within a segment
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class FinalUpdate:
-    segment_start: int
-    segment_end: int
-    text: str  # empty only to retract partials of a segment that turned out to hold no speech
-    words: tuple[TimedWord, ...]
-    confidence: float | None
-    language: str
-
-
-Update = PartialUpdate | FinalUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +236,8 @@ class SourceStream:
             self._language = decoded.language
         if not text and revision == 0:
             return []
-        confidence = float(np.mean([w.probability for w in words])) if words else None
+        known = [w.probability for w in words if w.probability is not None]
+        confidence = float(np.mean(known)) if known else None
         return [FinalUpdate(start, end, text, tuple(words), confidence, self._language)]
 
     def _dedup(self, words: list[TimedWord]) -> list[TimedWord]:
