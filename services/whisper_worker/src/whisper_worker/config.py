@@ -56,4 +56,3 @@ class WhisperWorkerSettings(ServiceSettings):
     )
     status_interval_s: float = Field(default=5.0, gt=0)
     worker_id: str = Field(default_factory=default_worker_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    health_port: int = Field(default=0, ge=0, le=65535, description="0 disables /health")
