@@ -11,13 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import bus_reading
 from capture_sim import RATE, Conversation, close_source, open_source
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import DeliverPolicy
 
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
-from echostream_shared.codec import decode
 from echostream_shared.ids import audio_msg_id
 
 ACK_WAIT_S = 3.0
@@ -70,28 +68,11 @@ SCRIPT = (
 
 async def read_transcripts(bus: Bus, session_id: str, source: str = "mic") -> list[m.BusMessage]:
     """Everything published for a source by the voxtral engine, in order."""
-    subscription = await bus.js.subscribe(
-        t.transcript("voxtral", session_id, source),
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
-    )
-    found: list[m.BusMessage] = []
-    try:
-        while True:
-            msg = await subscription.next_msg(timeout=0.5)
-            found.append(decode(msg.data, msg.subject))
-    except NatsTimeoutError:
-        return found
-    finally:
-        await subscription.unsubscribe()
+    return await bus_reading.read_transcripts(bus, "voxtral", session_id, source, idle_s=0.5)
 
 
 async def wait_for_jobs_done(bus: Bus, timeout_s: float = 30) -> None:
-    async def poll() -> None:
-        while (await bus.js.stream_info(t.JOB_STREAM)).state.messages:
-            await asyncio.sleep(0.1)
-
-    await asyncio.wait_for(poll(), timeout_s)
+    await bus_reading.wait_for_jobs_done(bus, timeout_s, poll_s=0.1)
 
 
 def finals_of(messages: list[m.BusMessage]) -> list[m.TranscriptFinal]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import bus_reading
 import numpy as np
 import pytest
 from capture_sim import conversation, stream_source
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import DeliverPolicy
 from prometheus_client import CollectorRegistry
 
 from echostream_shared import messages as m, topology as t
@@ -122,28 +121,11 @@ async def worker(bus: Bus, engine: SegmentEngine) -> AsyncIterator[asyncio.Event
 
 
 async def transcripts(bus: Bus, session_id: str) -> list[m.BusMessage]:
-    subscription = await bus.js.subscribe(
-        t.transcript(ENGINE, session_id, "mic"),
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
-    )
-    found: list[m.BusMessage] = []
-    try:
-        while True:
-            msg = await subscription.next_msg(timeout=0.3)
-            found.append(decode(msg.data, msg.subject))
-    except NatsTimeoutError:
-        return found
-    finally:
-        await subscription.unsubscribe()
+    return await bus_reading.read_transcripts(bus, ENGINE, session_id, "mic", idle_s=0.3)
 
 
 async def jobs_done(bus: Bus, timeout_s: float = 15) -> None:
-    async def poll() -> None:
-        while (await bus.js.stream_info(t.JOB_STREAM)).state.messages:
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(poll(), timeout_s)
+    await bus_reading.wait_for_jobs_done(bus, timeout_s, poll_s=0.05)
 
 
 def talk() -> object:

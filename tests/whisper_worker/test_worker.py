@@ -8,14 +8,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import bus_reading
 import numpy as np
 import numpy.typing as npt
 import pytest
 from bench.echostream import worker_counters
 from capture_sim import Conversation, conversation, stream_source
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import DeliverPolicy
 from nats_server import NatsServer, free_port
 from speech_corpus import item, normalize, read_wav, wer
 from waiting import wait_until
@@ -23,7 +22,7 @@ from worker_process import MODEL, WorkerProcess, require_model
 
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
-from echostream_shared.codec import decode, decode_as
+from echostream_shared.codec import decode_as
 
 pytestmark = pytest.mark.slow
 
@@ -63,32 +62,11 @@ def start_worker(nats_server: NatsServer, tmp_path: Path) -> Iterator[StartWorke
 
 async def read_transcripts(bus: Bus, session_id: str, source: str = "mic") -> list[m.BusMessage]:
     """Everything the worker published for a source, in order."""
-    subscription = await bus.js.subscribe(
-        t.transcript("whisper", session_id, source),
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
-    )
-    found: list[m.BusMessage] = []
-    try:
-        while True:
-            msg = await subscription.next_msg(timeout=1.0)
-            found.append(decode(msg.data, msg.subject))
-    except NatsTimeoutError:
-        return found
-    finally:
-        await subscription.unsubscribe()
+    return await bus_reading.read_transcripts(bus, "whisper", session_id, source, idle_s=1.0)
 
 
 async def wait_for_jobs_done(bus: Bus, timeout_s: float = 120) -> None:
-    """The work queue is empty once every job was acked at its source's close."""
-    state = {"messages": 1}
-
-    async def poll() -> None:
-        while state["messages"]:
-            state["messages"] = (await bus.js.stream_info(t.JOB_STREAM)).state.messages
-            await asyncio.sleep(0.2)
-
-    await asyncio.wait_for(poll(), timeout_s)
+    await bus_reading.wait_for_jobs_done(bus, timeout_s, poll_s=0.2)
 
 
 def finals(messages: list[m.BusMessage]) -> list[m.TranscriptFinal]:
