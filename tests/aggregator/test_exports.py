@@ -11,11 +11,12 @@ from session_script import session_script
 
 from aggregator import exports
 from aggregator.api_models import SessionDetail
-from aggregator.echopanel import SUMMARY_BUDGET, encoded_size, final_summary
+from aggregator.echopanel import final_summary
 from aggregator.queries import load_session
 from aggregator.records import FinalRecord, SessionRecord
 from aggregator.store import SessionStore
 from aggregator.views import detail
+from echostream_shared.echopanel import SUMMARY_BUDGET, encoded_size
 
 
 async def whisper_session(store: SessionStore) -> tuple[SessionRecord, SessionDetail]:

@@ -5,12 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from capture.echopanel_events import (
-    final_summary,
-    normalize_source,
-    parse_binary,
-    segment_id,
-)
+from capture.echopanel_events import final_summary, normalize_source, parse_binary
+from echostream_shared.echopanel import client_segment_id as segment_id
 
 PCM = bytes(640)
 

@@ -9,16 +9,12 @@ never sent empty or cut short, when there is nothing to send or it would not fit
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from aggregator.records import FinalRecord, SessionRecord
+from echostream_shared import echopanel
 from echostream_shared.messages import SAMPLE_RATE
 
-MAX_MESSAGE_BYTES = 1024 * 1024
-"""URLSession's default receive limit: the client fails on anything larger."""
-SUMMARY_BUDGET = MAX_MESSAGE_BYTES - 64 * 1024
 DEFAULT_CONFIDENCE = 0.9
 FEATURES = (
     "clock_drift_compensation_enabled",
@@ -28,34 +24,12 @@ FEATURES = (
 )
 
 
-def client_segment_id(source: str, t0: float, t1: float, text: str) -> str:
-    """The id the client computes itself: ``seg_`` + 16 hex digits of a sha256."""
-    normalized = " ".join(text.strip().lower().split())
-    key = f"{(source or 'system').lower()}|{t0:.3f}|{t1:.3f}|{normalized}"
-    return "seg_" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 def final_summary(record: SessionRecord, features: dict[str, bool] | None = None) -> dict[str, Any]:
     """The ``final_summary`` message for ``record``'s finals (of one engine)."""
     given = features or {}
     items = [_item(final) for final in record.finals if final.text.strip()]
-    items.sort(key=lambda item: (item["t0"], item["source"]))
-    body: dict[str, Any] = {
-        "session_id": record.session_id,
-        "client_features": {name: bool(given.get(name, False)) for name in FEATURES},
-    }
-    if items:
-        body["transcript"] = items
-    summary: dict[str, Any] = {"type": "final_summary", "markdown": "", "json": body}
-    if encoded_size(summary) > SUMMARY_BUDGET:
-        del body["transcript"]
-        body["transcript_omitted"] = "too large for one message"
-    return summary
-
-
-def encoded_size(message: dict[str, Any]) -> int:
-    """Bytes of the message as compact JSON, as it goes on the wire."""
-    return len(json.dumps(message, separators=(",", ":")).encode())
+    client_features = {name: bool(given.get(name, False)) for name in FEATURES}
+    return echopanel.final_summary(record.session_id, items, client_features)
 
 
 def _item(final: FinalRecord) -> dict[str, Any]:
@@ -67,6 +41,6 @@ def _item(final: FinalRecord) -> dict[str, Any]:
         "t1": t1,
         "confidence": DEFAULT_CONFIDENCE if final.confidence is None else final.confidence,
         "source": final.source,
-        "segment_id": client_segment_id(final.source, t0, t1, text),
+        "segment_id": echopanel.client_segment_id(final.source, t0, t1, text),
         "is_final": True,
     }

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from echostream_shared import messages as m
+from echostream_shared import echopanel, messages as m
 
 RATE = m.SAMPLE_RATE
 MAGIC = b"EP"
 VERSION = 1
 HEADER_BYTES = 4
 SOURCES = ("system", "mic")
-MAX_MESSAGE_BYTES = 1024 * 1024
-"""URLSession's default receive limit: the client fails on anything larger."""
-SUMMARY_BUDGET = MAX_MESSAGE_BYTES - 64 * 1024
 PARTIAL_CONFIDENCE = 0.6
 FINAL_CONFIDENCE = 0.9
 
@@ -78,13 +73,6 @@ def normalize_source(value: object) -> str:
     return "mic" if name in ("mic", "microphone") else name
 
 
-def segment_id(source: str, t0: float, t1: float, text: str) -> str:
-    """The id the client computes itself: ``seg_`` + 16 hex digits of a sha256."""
-    normalized = " ".join(text.strip().lower().split())
-    key = f"{(source or 'system').lower()}|{t0:.3f}|{t1:.3f}|{normalized}"
-    return "seg_" + hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 def seconds(sample: int) -> float:
     """A sample index as seconds, rounded as the client formats them."""
     return round(sample / RATE, 3)
@@ -115,7 +103,7 @@ def asr_final(event: m.TranscriptFinal) -> dict[str, Any]:
         "confidence": FINAL_CONFIDENCE if event.confidence is None else event.confidence,
         "source": event.source,
         "stable": True,
-        "segment_id": segment_id(event.source, t0, t1, text),
+        "segment_id": echopanel.client_segment_id(event.source, t0, t1, text),
     }
     if event.language:
         message["language"] = event.language
@@ -125,26 +113,10 @@ def asr_final(event: m.TranscriptFinal) -> dict[str, Any]:
 def final_summary(
     session_id: str, finals: list[dict[str, Any]], features: dict[str, bool]
 ) -> dict[str, Any]:
-    """The last message, under 1 MiB; ``markdown`` is empty so the client renders its own.
-
-    ``json.transcript`` replaces the client's transcript, so it is left out (never sent empty
-    or cut short) when there is nothing to send or it would not fit.
-    """
-    ordered = sorted(finals, key=lambda f: (f["t0"], f["source"]))
+    """The ``final_summary`` of the ``asr_final`` messages sent live."""
     items = [
         {k: f[k] for k in ("text", "t0", "t1", "confidence", "source", "segment_id")}
         | {"is_final": True}
-        for f in ordered
+        for f in finals
     ]
-    body: dict[str, Any] = {"session_id": session_id, "client_features": features}
-    if items:
-        body["transcript"] = items
-    summary = {"type": "final_summary", "markdown": "", "json": body}
-    if _size(summary) > SUMMARY_BUDGET:
-        del body["transcript"]
-        body["transcript_omitted"] = "too large for one message"
-    return summary
-
-
-def _size(message: dict[str, Any]) -> int:
-    return len(json.dumps(message, separators=(",", ":")).encode())
+    return echopanel.final_summary(session_id, items, features)
