@@ -80,6 +80,7 @@ class SourceJob:
         self._last_seq = 0
         self._end_sample = 0
         self._with_partials: set[int] = set()
+        self._finalizing: set[asyncio.Task[None]] = set()
         self._finals = 0
         self._lag_s = 0.0
         self._capture_end = 0.0
@@ -149,7 +150,10 @@ class SourceJob:
                 idle_since = time.monotonic()
                 if await _unless_stopped(self._handle(stream, msg), stop):
                     return Outcome.FINISHED
-            # Work since the last final is redone from the checkpoint by whoever takes the job.
+            # Work since the last final is redone from the checkpoint by whoever takes the job,
+            # so a final caught by the stop must have its checkpoint stored before the hand-back.
+            if self._finalizing:
+                await asyncio.wait(self._finalizing)
             await stream.aclose()
             await self._job_msg.nak()
             log.info("job.handed_back")
@@ -219,6 +223,13 @@ class SourceJob:
             )
 
     async def publish_final(self, update: FinalUpdate, resume: Resume) -> None:
+        """Publish a final and store the checkpoint after it, as one step a stop cannot split."""
+        task = asyncio.create_task(self._publish_final(update, resume))
+        self._finalizing.add(task)
+        task.add_done_callback(self._finalizing.discard)
+        await asyncio.shield(task)
+
+    async def _publish_final(self, update: FinalUpdate, resume: Resume) -> None:
         # An empty final only retracts partials; a segment nobody saw needs no message.
         if update.text or update.segment_start in self._with_partials:
             final = await self._publisher.final(update)
