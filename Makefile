@@ -13,7 +13,7 @@ MODEL_FILE := models/ggml-$(MODEL).bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install models lint typecheck test test-fast run compose-check config-reference bench bench-whisper bench-ingest bench-smoke clean peer-install
+.PHONY: help install models lint typecheck test test-fast run compose-check config-reference bench bench-latency bench-capacity bench-peer bench-ingest bench-smoke clean peer-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -54,16 +54,27 @@ compose-check: $(VENV)/.synced ## check docker-compose.yml and overrides with Co
 config-reference: $(VENV)/.synced ## rewrite the configuration reference of docs/operations.md from the settings classes
 	$(BIN)/python infra/config_reference.py --write docs/operations.md
 
-bench: bench-whisper bench-ingest ## every benchmark, written under docs/bench/ (~17 min)
+BENCH := PYTHONPATH=tests $(BIN)/python -m bench
 
-bench-whisper: install ## latency, accuracy, CPU and capacity of the whisper worker -> docs/bench/REPORT.md
-	PYTHONPATH=tests $(BIN)/python -m bench --out docs/bench
+bench: install bench-ingest ## every benchmark, the peer beside us, one report: docs/bench/REPORT.md (~45 min)
+	-$(MAKE) --no-print-directory peer-install
+	$(BENCH) --out docs/bench
+
+bench-latency: install ## latency, accuracy, CPU and stability vs offline decoding -> docs/bench/latency/
+	$(BENCH) --only latency --out docs/bench/latency
+
+bench-capacity: install ## concurrent sessions on 1 worker, then 2 -> docs/bench/capacity/
+	$(BENCH) --only capacity,scaling --out docs/bench/capacity
+
+bench-peer: install ## WhisperLiveKit beside EchoStream on the same audio -> docs/bench/peer/
+	-$(MAKE) --no-print-directory peer-install
+	$(BENCH) --only latency,peer --out docs/bench/peer
 
 bench-ingest: install ## streams one capture process ingests, bus latency without engine -> docs/bench/capture-ingest.md
 	$(BIN)/python services/capture/bench/ingest_bench.py --out docs/bench/capture-ingest.json
 
 bench-smoke: $(VENV)/.synced ## a few seconds of the bench, report in a temp dir
-	PYTHONPATH=tests $(BIN)/python -m bench --smoke
+	$(BENCH) --smoke
 
 clean: ## remove the environment and provisioned models
 	rm -rf $(VENV) $(TOOLS) models

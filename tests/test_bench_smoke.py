@@ -79,6 +79,11 @@ def test_smoke_bench_writes_a_sane_report(tmp_path: Path) -> None:
     overall = next(row for row in main["wer"] if row["corpus"] == "all")
     assert overall["streaming_wer"] <= overall["offline_wer"] + 0.25, overall
 
+    _rate(main["stability"]["retracted_share"], "retracted share")
+    assert main["stability"]["words_shown"] >= overall["words"] // 2, main["stability"]
+    assert "run.py" in summary["system"]["started_as"], summary["system"]
+    assert any(u["process"] == "capture" and u["cpu_s"] > 0 for u in main["usage"]), main["usage"]
+
     levels = summary["capacity"]["levels"]
     assert levels and levels[0]["level"] == 1
     _positive(levels[0]["latency"]["final_after_speech_end"]["p50"], "capacity final p50")
@@ -133,3 +138,29 @@ def test_latencies_are_measured_against_the_capture_clock() -> None:
     assert world.first_seen_s == world.commit_s == pytest.approx(1.2 + 0.5)
     (row, overall) = metrics.wer_by_corpus(metrics.talk_scores(result, {"t": "hello word"}))
     assert row["streaming_wer"] == 0.0 and overall["offline_wer"] == pytest.approx(3 / 4)
+
+
+def test_an_utterance_is_timed_by_the_final_reaching_its_end_whatever_the_vad_cut() -> None:
+    speech = [Utterance("u1", "c", "one two three four", np.ones(16_000 * 4, np.int16))]
+    talk_session = session("s", [Talk("t", "c", tuple(speech))], gap_s=1.0)
+    (span,) = talk_session.speech
+    clock = Clock([(n, 1000.0 + n / 16_000) for n in range(0, len(talk_session.audio), 1600)])
+
+    def at(sample: int) -> float:
+        return 1000.0 + sample / 16_000
+
+    middle = span.start + 2 * 16_000
+    vad_end = span.end - 4_000  # the real VAD ended speech 0.25 s before the padded end
+    emissions = [
+        Emission("final", "a", span.start, middle, "one two", at(middle) + 0.7),
+        Emission("partial", "b", middle, middle + 8000, "three", at(middle) + 1.0, 1),
+        Emission("final", "b", middle, vad_end, "three four", at(vad_end) + 0.5),
+    ]
+    result = StreamResult(StreamSpec("s", talk_session), clock, emissions, closed=True)
+
+    (record,) = metrics.segment_records(result)
+    assert record.final_s == pytest.approx(0.5)
+    assert record.forced_final_s == (pytest.approx(0.7),)
+    assert record.finals == 2 and record.ends_with_last_word
+    shown = metrics.displayed_transcripts(result)
+    assert shown == ["one two", "one two three", "one two three four"]

@@ -118,6 +118,28 @@ def services(
     ]
 
 
+def scaled(programs: list[Program], name: str, replicas: int) -> list[Program]:
+    """``replicas`` copies of the program ``name`` (``name``, ``name-2``, ...), each with its own
+    metrics port, like ``docker compose up --scale name=replicas``."""
+    scaled_programs: list[Program] = []
+    for program in programs:
+        if program.name != name or replicas == 1:
+            scaled_programs.append(program)
+            continue
+        variable = next(k for k in program.env if k.endswith("_METRICS_PORT"))
+        for index in range(1, replicas + 1):
+            port = program.env[variable] if index == 1 else str(free_port())
+            scaled_programs.append(
+                Program(
+                    name if index == 1 else f"{name}-{index}",
+                    program.argv,
+                    {**program.env, variable: port},
+                    f"http://127.0.0.1:{port}/health",
+                )
+            )
+    return scaled_programs
+
+
 def _python(name: str, module: str, env: dict[str, str], health_url: str) -> Program:
     return Program(name, (str(BIN / "python"), "-m", module), env, health_url)
 

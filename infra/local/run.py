@@ -24,6 +24,7 @@ from local_services import (
     choose_ports,
     embedded_nats,
     local_token,
+    scaled,
     services,
 )
 from local_supervisor import announce_when_healthy, nats_address, say, supervise, wait_for_port
@@ -49,6 +50,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--nats-port", type=int, default=4222, help="preferred embedded NATS port")
     parser.add_argument(
         "--state-dir", type=Path, default=Path(".run"), help="JetStream store and SQLite database"
+    )
+    parser.add_argument(
+        "--whisper-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="whisper worker processes (like docker compose --scale whisper-worker=N)",
     )
     parser.add_argument(
         "--with",
@@ -89,7 +97,9 @@ async def run(args: argparse.Namespace) -> int:
         say("run", f"NATS at {nats.url} (embedded; token in {state / 'nats.token'})")
     engines = "whisper,voxtral" if "voxtral-worker" in args.add else "whisper"
     every = services(nats, ports, state, os.environ, engines)
-    programs = selected(every, args.add, args.remove)
+    programs = scaled(
+        selected(every, args.add, args.remove), "whisper-worker", args.whisper_workers
+    )
     try:
         await wait_for_port(nats.url)
         announcer = asyncio.create_task(announce_when_healthy(programs, ports, stop))
@@ -105,6 +115,8 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.whisper_workers < 1:
+        raise SystemExit("--whisper-workers must be at least 1")
     check_names(args.add + args.remove)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.nats_token = None

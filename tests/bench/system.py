@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class PassResult:
     statuses: list[dict[str, float | int | str]] = field(default_factory=list)
     drained: bool = True
     engine_metrics: dict[str, float] = field(default_factory=dict)  # system-specific counters
+    engine_processes: int = 1  # usage[:engine_processes] are the transcribing processes
 
     @property
     def audio_s(self) -> float:
@@ -113,7 +115,11 @@ class PassResult:
 
     @property
     def engine_cpu_s(self) -> float:
-        return self.usage[0].cpu_s if self.usage else 0.0
+        return sum(u.cpu_s for u in self.usage[: self.engine_processes])
+
+    @property
+    def engine_peak_rss_mb(self) -> float:
+        return sum(u.peak_rss_mb for u in self.usage[: self.engine_processes])
 
 
 class StreamingSystem(Protocol):
@@ -162,6 +168,12 @@ def machine_busy_s() -> float:
 
 def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def self_cpu_s() -> float:
+    """CPU seconds of this process (the bench's client side), for the noise accounting."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Meter:

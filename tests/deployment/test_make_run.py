@@ -155,3 +155,10 @@ def test_make_run_says_so_when_the_nats_given_cannot_be_reached(tmp_path: Path) 
     assert code != 0
     assert f"NATS at {url} did not accept connections within 15 s" in run.output
     assert "capture        |" not in run.output, "services started without a broker"
+
+
+def test_make_run_refuses_fewer_than_one_whisper_worker(tmp_path: Path) -> None:
+    with local_run(tmp_path, [*RUN_PY, "--whisper-workers", "0"]) as run:
+        code = run.process.wait(timeout=30)
+    assert code != 0
+    assert "--whisper-workers must be at least 1" in run.output

@@ -78,3 +78,20 @@ def test_a_variable_no_service_reads_would_be_caught() -> None:
     assert "ECHOSTREAM_CAPTURE_PROT" not in config_reference.accepted_names("capture")
     assert "ECHOSTREAM_NATS_URL" in config_reference.accepted_names("aggregator")
     assert "ECHOSTREAM_CAPTURE_PORT" not in config_reference.accepted_names("aggregator")
+
+
+def test_make_run_scales_the_whisper_worker_like_compose_scale() -> None:
+    programs = list(local_programs().values())
+    scaled = local_services.scaled(programs, "whisper-worker", 3)
+    workers = [p for p in scaled if p.name.startswith("whisper-worker")]
+    assert [p.name for p in workers] == ["whisper-worker", "whisper-worker-2", "whisper-worker-3"]
+    ports = {p.env["ECHOSTREAM_WHISPER_METRICS_PORT"] for p in workers}
+    assert len(ports) == 3, "each replica needs its own metrics port"
+    for worker in workers:
+        assert worker.argv == workers[0].argv
+        assert worker.health_url == (
+            f"http://127.0.0.1:{worker.env['ECHOSTREAM_WHISPER_METRICS_PORT']}/health"
+        )
+    others = [p.name for p in scaled if not p.name.startswith("whisper-worker")]
+    assert others == [p.name for p in programs if p.name != "whisper-worker"]
+    assert local_services.scaled(programs, "whisper-worker", 1) == programs

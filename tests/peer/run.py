@@ -212,6 +212,7 @@ def _result(
             "cpu_s": clock["cpu_s"],
             "cpu_s_per_audio_s": clock["cpu_s"] / audio_s,
             "compute_type": clock["compute_type"],
+            "words": clock.get("words", []),
         },
         "latency": {
             # over words placed on the offline clock; interpolated ones (words the offline pass

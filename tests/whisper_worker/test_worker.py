@@ -12,7 +12,7 @@ import bus_reading
 import numpy as np
 import numpy.typing as npt
 import pytest
-from bench.echostream import worker_counters
+from bench.worker_metrics import worker_counters
 from capture_sim import Conversation, conversation, stream_source
 from nats.aio.msg import Msg
 from nats_server import NatsServer, free_port
