@@ -81,6 +81,7 @@ class EchoStreamNative:
             "ECHOSTREAM_WHISPER_STATUS_INTERVAL_S": "1",
             "ECHOSTREAM_LOG_FORMAT": "json",
             **(env or {}),
+            **overrides_from(os.environ),
         }
         self.drain_timeout_s = drain_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -106,7 +107,7 @@ class EchoStreamNative:
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ECHOSTREAM_")}
-        env.update(self.env)
+        env.update(self.env)  # overrides from the environment included
         for variable in (
             "ECHOSTREAM_AGGREGATOR_HTTP_PORT",
             "ECHOSTREAM_WHISPER_METRICS_PORT",
@@ -150,6 +151,7 @@ class EchoStreamNative:
                         max_reconnect_attempts=-1,
                         connect_timeout=1,
                         allow_reconnect=False,
+                        error_cb=_quiet,  # nats-server may still be starting: we retry
                     )
             await asyncio.sleep(0.2)
         await self._nc.subscribe(t.worker_status(ENGINE, "*"), cb=self._on_status)
@@ -337,6 +339,21 @@ class EchoStreamNative:
                 os.killpg(process.pid, signal.SIGKILL)
                 await asyncio.to_thread(process.wait)
         self._process = None
+
+
+def overrides_from(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """Service settings given to the bench (``ECHOSTREAM_WHISPER_DEGRADE_LAG_S=1 make bench``),
+    except where the system under test must be: its broker and ports are the bench's."""
+    services = ("ECHOSTREAM_WHISPER_", "ECHOSTREAM_CAPTURE_", "ECHOSTREAM_AGGREGATOR_")
+    return {
+        k: v
+        for k, v in environ.items()
+        if k.startswith(services) and not k.endswith(("_PORT", "_HOST", "_DATABASE_URL"))
+    }
+
+
+async def _quiet(_error: Exception) -> None:
+    return None
 
 
 async def _receive(ws: Any, emissions: list[Emission], done: dict[str, Any]) -> None:
