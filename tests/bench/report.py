@@ -635,8 +635,12 @@ def _plot_over_time(path: Path, results: Json, raw: Json) -> bool:
     sessions = [(k, raw[k]["stream"]) for k in ("main", "longform") if k in raw]
     if not sessions:
         return False
-    fig, axes = plt.subplots(len(sessions), 1, figsize=(9, 3.6 * len(sessions)), squeeze=False)
-    for ax, (key, stream) in zip(axes[:, 0], sessions, strict=True):
+    peer = raw.get("peer") if "main" in raw else None
+    rows = len(sessions) + (1 if peer else 0)
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 3.6 * rows), squeeze=False)
+    if peer:
+        _plot_words_side_by_side(axes[-1, 0], raw["main"]["stream"], peer)
+    for ax, (key, stream) in zip(axes[:, 0], sessions, strict=False):
         t0 = stream["clock"]["captured_at"][0]
         segments = stream["segments"]
         final = [
@@ -655,7 +659,12 @@ def _plot_over_time(path: Path, results: Json, raw: Json) -> bool:
                 *zip(*first, strict=True), "s", ms=3, alpha=0.7, label="first partial after onset"
             )
         if forced:
-            ax.plot(*zip(*forced, strict=True), "x", ms=5, label="forced-cut final after cut")
+            ax.plot(
+                *zip(*forced, strict=True),
+                "x",
+                ms=5,
+                label="final inside an utterance, after its end",
+            )
         ax.axhline(1.5, color="tab:red", ls="--", lw=0.8, label="first target 1.5 s")
         ax.axhline(1.0, color="tab:gray", ls=":", lw=0.8, label="budget 1.0 s")
         ax.set_xlabel("session time (min)")
@@ -668,6 +677,28 @@ def _plot_over_time(path: Path, results: Json, raw: Json) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _plot_words_side_by_side(ax: Any, stream: Json, peer: Json) -> None:
+    """Word committed after word end, over the main session, for both systems (log scale)."""
+    ours = [(w["end_sample"] / 16_000 / 60, w["commit_s"]) for w in stream["words"]]
+    theirs = [
+        (w["audio_end_s"] / 60, w["commit_latency_s"])
+        for w in peer.get("words", [])
+        if w.get("aligned") and w["commit_latency_s"] > 0
+    ]
+    for points, label, colour in (
+        (ours, "EchoStream", "tab:blue"),
+        (theirs, "WhisperLiveKit", "tab:orange"),
+    ):
+        if points:
+            ax.plot(*zip(*points, strict=True), ".", ms=2, color=colour, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("session time (min)")
+    ax.set_ylabel("word committed after its end (s, log)")
+    ax.set_title("main session, every word: EchoStream and WhisperLiveKit, same run")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, markerscale=4)
 
 
 def _plot_cdf(path: Path, results: Json, raw: Json) -> bool:

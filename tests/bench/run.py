@@ -523,12 +523,21 @@ async def run(options: Options) -> dict[str, object]:
     }
     for part, ramp in capacity.items():
         raw[part] = ramp["raw"]
+    if peer is not None and peer.get("available"):
+        raw["peer"] = peer_words(Path(str(peer["raw_path"])))
+        peer["raw_path"] = "raw/peer.json"
     report.write(options.out, results, raw)
     return results
 
 
 def _without_raw(ramp: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in ramp.items() if k != "raw"}
+
+
+def peer_words(path: Path) -> dict[str, object]:
+    """The peer's full result without its every-state log (megabytes), kept beside ours."""
+    found: dict[str, object] = json.loads(path.read_text())
+    return {k: v for k, v in found.items() if k != "states"}
 
 
 def ingest_summary(out: Path) -> dict[str, object] | None:
