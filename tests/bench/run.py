@@ -482,6 +482,9 @@ async def run(options: Options) -> dict[str, object]:
                 run_peer_session, stuff.main, workdir / "peer", options.threads
             )
             log(f"peer: {'measured' if peer.get('available') else peer.get('reason')}")
+            if peer.get("available"):  # read before the work directory goes
+                raw["peer"] = peer_words(Path(str(peer["raw_path"])))
+                peer["raw_path"] = "raw/peer.json"
     offline_text = {name: r.text for name, r in offline.items()}
 
     for key, (result, summary) in found.items():
@@ -523,9 +526,6 @@ async def run(options: Options) -> dict[str, object]:
     }
     for part, ramp in capacity.items():
         raw[part] = ramp["raw"]
-    if peer is not None and peer.get("available"):
-        raw["peer"] = peer_words(Path(str(peer["raw_path"])))
-        peer["raw_path"] = "raw/peer.json"
     report.write(options.out, results, raw)
     return results
 
