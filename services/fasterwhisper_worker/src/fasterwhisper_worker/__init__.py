@@ -1,0 +1,1 @@
+"""faster-whisper (CTranslate2) streaming transcription worker."""
