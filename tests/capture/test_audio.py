@@ -69,3 +69,38 @@ def test_any_sample_format_in_a_file_decodes(tmp_path: Path, codec: str) -> None
     assert {rate for rate, _ in blocks} == {44100}
     audio = np.concatenate([block for _, block in blocks])
     assert len(audio) == 22050 and 0.45 < np.abs(audio).max() < 0.55
+
+
+def g711_encode(pcm: npt.NDArray[np.int16], law: str) -> bytes:
+    """The reference encoder: the code byte whose expansion is nearest each sample."""
+    expansions = Normalizer(AudioFormat(RATE, 1, law)).push(bytes(range(256))).astype(np.int32)  # type: ignore[arg-type]
+    order = np.argsort(expansions)
+    nearest = np.clip(np.searchsorted(expansions[order], pcm.astype(np.int32)), 0, 255)
+    return bytes(order[nearest].astype(np.uint8))
+
+
+@pytest.mark.parametrize("law", ["mulaw", "alaw"])
+def test_g711_expands_to_the_itu_values_and_keeps_a_tone(law: str) -> None:
+    expansions = Normalizer(AudioFormat(RATE, 1, law)).push(bytes(range(256)))  # type: ignore[arg-type]
+    # G.711's 16-bit expansion: symmetric, 32124 (mu-law) / 32256 (A-law) at its extremes.
+    top = 32124 if law == "mulaw" else 32256
+    assert int(expansions.max()) == top and int(expansions.min()) == -top
+    assert len(set(expansions.tolist())) >= 254
+    pcm = (tone(8000, 0.5, 440.0) * 32767).astype(np.int16)
+    narrow = Normalizer(AudioFormat(8000, 1, law))  # type: ignore[arg-type]
+    out = np.concatenate([narrow.push(g711_encode(pcm, law)), narrow.flush()])
+    assert abs(len(out) - RATE // 2) <= 2
+    assert abs(peak_hz(out) - 440.0) < 5.0
+
+
+def test_signed_32_bit_pcm_is_scaled_to_16_bit() -> None:
+    samples = np.array([0, 2**31 - 1, -(2**31), 100 * 2**16], dtype="<i4")
+    out = Normalizer(AudioFormat(RATE, 1, "pcm_s32le")).push(samples.tobytes())
+    assert out.tolist() == [0, 32767, -32768, 100]
+
+
+@pytest.mark.parametrize("encoding", ["mulaw", "alaw", "pcm_s32le"])
+def test_partial_frames_of_the_new_encodings_are_refused(encoding: str) -> None:
+    fmt = AudioFormat(RATE, 2, encoding)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="whole number"):
+        Normalizer(fmt).push(bytes(fmt.frame_bytes + 1))

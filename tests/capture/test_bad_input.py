@@ -63,7 +63,7 @@ async def test_native_rejects_each_bad_message_and_keeps_the_session(
         "bad_json",
         "bad_json",
         "unknown_type",
-        "unknown_type",
+        "bad_message",
         "already_started",
         "unknown_source",
         "bad_frame",
@@ -134,7 +134,7 @@ async def test_a_wrong_or_missing_token_is_refused(start_capture: StartCapture) 
             {
                 "type": "error",
                 "code": "unauthorized",
-                "message": "missing or wrong bearer token",
+                "message": "missing or wrong token",
                 "fatal": True,
             }
         ]

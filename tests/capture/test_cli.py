@@ -49,7 +49,7 @@ async def test_errors_exit_non_zero_with_a_message(
         conversation(names=("hello_world",)).pcm, tmp_path / "a.wav", "pcm_s16le", 16000, 1
     )
     code, _, err = await echostream(str(path), "--url", capture.ws, "--token", "wrong")
-    assert code == 1 and "missing or wrong bearer token" in err
+    assert code == 1 and "missing or wrong token" in err
     code, _, err = await echostream(str(path), "--url", f"ws://127.0.0.1:{free_port()}")
     assert code == 1 and "cannot connect" in err
     (tmp_path / "notes.txt").write_text("not audio")

@@ -14,11 +14,17 @@ import soxr  # type: ignore[import-untyped]
 
 from echostream_shared.messages import SAMPLE_RATE
 
-Encoding = Literal["pcm_s16le", "pcm_f32le"]
+Encoding = Literal["pcm_s16le", "pcm_f32le", "pcm_s32le", "mulaw", "alaw"]
 Pcm16 = npt.NDArray[np.int16]
 Floats = npt.NDArray[np.float32]
 
-_WIDTH: dict[Encoding, int] = {"pcm_s16le": 2, "pcm_f32le": 4}
+_WIDTH: dict[Encoding, int] = {
+    "pcm_s16le": 2,
+    "pcm_f32le": 4,
+    "pcm_s32le": 4,
+    "mulaw": 1,
+    "alaw": 1,
+}
 _EMPTY = np.zeros(0, dtype=np.int16)
 
 
@@ -79,9 +85,35 @@ class Normalizer:
         return to_pcm16(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
 
 
+def _g711_tables() -> dict[Encoding, Floats]:
+    """ITU-T G.711 expansion of every code byte to a float sample, µ-law and A-law."""
+    codes = np.arange(256, dtype=np.int32)
+    ulaw = ~codes & 0xFF
+    exponent, mantissa = (ulaw >> 4) & 0x07, ulaw & 0x0F
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    mulaw = np.where(ulaw & 0x80, -magnitude, magnitude)
+    alaw_bits = codes ^ 0x55
+    exponent, mantissa = (alaw_bits >> 4) & 0x07, alaw_bits & 0x0F
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
+    )
+    alaw = np.where(alaw_bits & 0x80, magnitude, -magnitude)
+    return {
+        "mulaw": (mulaw / 32768.0).astype(np.float32),
+        "alaw": (alaw / 32768.0).astype(np.float32),
+    }
+
+
+_G711 = _g711_tables()
+
+
 def _to_mono(data: bytes, fmt: AudioFormat) -> Floats:
     if fmt.encoding == "pcm_s16le":
         samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    elif fmt.encoding == "pcm_s32le":
+        samples = (np.frombuffer(data, dtype="<i4") / 2147483648.0).astype(np.float32)
+    elif fmt.encoding in _G711:
+        samples = _G711[fmt.encoding][np.frombuffer(data, dtype=np.uint8)]
     else:
         samples = np.nan_to_num(np.frombuffer(data, dtype="<f4"), nan=0.0, posinf=1.0, neginf=-1.0)
     if fmt.channels > 1:

@@ -1,4 +1,4 @@
-"""Bearer-token authentication of HTTP requests and WebSocket connections."""
+"""Token authentication of HTTP requests and WebSocket connections, in every client's way of sending it."""
 
 from __future__ import annotations
 
@@ -8,21 +8,40 @@ from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
 UNAUTHORIZED = "Unauthorized"
+SCHEMES = frozenset({"bearer", "token"})
+"""``Bearer`` (EchoPanel, OpenAI, native) and ``Token`` (Deepgram's SDK default)."""
+OPENAI_KEY_PREFIX = "openai-insecure-api-key."
+DEEPGRAM_TOKEN_PROTOCOL = "token"
+
+
+def offered_subprotocols(conn: HTTPConnection) -> list[str]:
+    """The WebSocket subprotocols the client offered, in its order."""
+    header = conn.headers.get("sec-websocket-protocol", "")
+    return [part.strip() for part in header.split(",") if part.strip()]
 
 
 def presented_token(conn: HTTPConnection) -> str | None:
-    """The token a client sent: ``Authorization: Bearer``, ``x-echopanel-token`` or ``?token=``.
+    """The token a client sent, wherever its protocol puts it.
 
-    The query form exists for browsers, whose WebSocket API cannot set headers.
+    Headers first (``Authorization: Bearer|Token``, ``x-echopanel-token``); then the forms that
+    exist for browsers, whose WebSocket API cannot set headers: ``?token=``, OpenAI's
+    ``openai-insecure-api-key.<key>`` subprotocol and Deepgram's ``token, <key>`` pair.
     """
-    authorization = conn.headers.get("authorization", "")
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() in SCHEMES and value.strip():
         return value.strip()
     header = conn.headers.get("x-echopanel-token", "").strip()
     if header:
         return header
-    return conn.query_params.get("token") or None
+    if query := conn.query_params.get("token"):
+        return query
+    offered = offered_subprotocols(conn)
+    for protocol in offered:
+        if protocol.startswith(OPENAI_KEY_PREFIX) and len(protocol) > len(OPENAI_KEY_PREFIX):
+            return protocol[len(OPENAI_KEY_PREFIX) :]
+    if len(offered) >= 2 and offered[0] == DEEPGRAM_TOKEN_PROTOCOL:
+        return offered[1]
+    return None
 
 
 def authorized(conn: HTTPConnection, token: SecretStr | None) -> bool:

@@ -1,32 +1,49 @@
-"""What the EchoPanel and native WebSocket protocols share: a live session behind one socket."""
+"""What every WebSocket protocol shares: admission, the receive loop, a live session behind one
+socket, normalization, speech boundaries and transcripts relayed back. A protocol is a subclass
+that maps its messages onto these."""
 
 from __future__ import annotations
 
 import abc
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import structlog
+from pydantic import TypeAdapter, ValidationError
 from starlette.websockets import WebSocket
 
 from capture import metrics
 from capture.audio import AudioFormat, Normalizer
-from capture.auth import authorized
-from capture.completion import transcribed
+from capture.auth import authorized, offered_subprotocols
 from capture.hub import Hub
+from capture.ingest import Segmentation
 from capture.limits import max_session_samples
 from capture.outbox import Outbox
 from capture.relay import TranscriptEvent, TranscriptRelay
 from capture.session import Session
+from capture.vad import Boundary
 from echostream_shared.logging import get_logger
 
 log = get_logger("connection")
 
 TICK_S = 1.0
 SERVICE_RESTART = 1012
+CLOSE_DRAIN_S = 2.0
+T = TypeVar("T")
+
+
+def parse_json(text: str) -> dict[str, Any]:
+    """A text frame as a JSON object with a string ``type``, or a rejection saying what is wrong."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise Rejected("bad_json", "message is not valid JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise Rejected("bad_message", "message is not a JSON object with a string type")
+    return message
 
 
 class Disconnected(Exception):
@@ -51,6 +68,16 @@ class Rejected(Exception):
         self.message = message
 
 
+class Fatal(Exception):
+    """The connection cannot go on; the client is told why, then the socket closes with the code."""
+
+    def __init__(self, message: str, close_code: int, code: str = "fatal") -> None:
+        super().__init__(message)
+        self.message = message
+        self.close_code = close_code
+        self.code = code
+
+
 @dataclass(frozen=True)
 class SourceOutcome:
     """How a source ended: its length and whether its transcription is complete."""
@@ -60,39 +87,49 @@ class SourceOutcome:
 
 
 Refusal = Literal["unauthorized", "capacity"]
-Refuse = Callable[[WebSocket, Refusal, int], Awaitable[None]]
-"""Tells a client, in its protocol, why it is turned away, then closes with the code given."""
+REFUSALS: dict[Refusal, tuple[str, int]] = {
+    "unauthorized": ("missing or wrong token", 1008),
+    "capacity": ("server at capacity, try again later", 1013),
+}
 
 
-async def admit(
-    ws: WebSocket,
-    protocol: str,
-    connect: Callable[[Hub, WebSocket], LiveConnection],
-    refuse: Refuse,
-) -> None:
+async def admit(ws: WebSocket, connection: type[LiveConnection]) -> None:
     """Accept a socket, check its token and the connection limit, then run its session."""
     hub: Hub = ws.app.state.hub
-    await ws.accept()
+    offered = offered_subprotocols(ws)
+    chosen = connection.subprotocol if connection.subprotocol in offered else None
+    await ws.accept(subprotocol=chosen)
+    live = connection(hub, ws)
     if not authorized(ws, hub.settings.token):
-        metrics.PROTOCOL_ERRORS.labels(protocol, "unauthorized").inc()
-        await refuse(ws, "unauthorized", 1008)
+        metrics.PROTOCOL_ERRORS.labels(connection.protocol, "unauthorized").inc()
+        await live.refuse("unauthorized")
         return
     if not hub.connections.try_acquire():
-        await refuse(ws, "capacity", 1013)
+        await live.refuse("capacity")
         return
-    metrics.CONNECTIONS.labels(protocol).inc()
+    metrics.CONNECTIONS.labels(connection.protocol).inc()
     try:
-        with structlog.contextvars.bound_contextvars(protocol=protocol):
-            await connect(hub, ws).run()
+        with structlog.contextvars.bound_contextvars(protocol=connection.protocol):
+            await live.run()
     finally:
         hub.connections.release()
-        metrics.CONNECTIONS.labels(protocol).dec()
+        metrics.CONNECTIONS.labels(connection.protocol).dec()
 
 
 class LiveConnection(abc.ABC):
-    """A session fed from one WebSocket, with its transcripts relayed back through an outbox."""
+    """A session fed from one WebSocket, its transcripts and speech boundaries relayed back.
 
-    protocol = "live"
+    The base owns the receive loop: binary frames go to ``on_binary``, text frames must be JSON
+    objects with a string ``type`` and go to ``on_text``. Refused input (``Rejected``) is
+    answered with the protocol's ``error_message`` and the connection goes on; ``Fatal`` ends
+    it. Whatever ends the connection, the audio received so far is published and transcribed.
+    """
+
+    protocol: ClassVar[str] = "live"
+    subprotocol: ClassVar[str | None] = None
+    """Selected on accept when the client offers it (browsers must get one of theirs back)."""
+    refusal_texts: ClassVar[dict[Refusal, str]] = {}
+    """The protocol's own wording of a refusal, where its clients expect one."""
 
     def __init__(self, hub: Hub, ws: WebSocket) -> None:
         self.hub = hub
@@ -106,9 +143,100 @@ class LiveConnection(abc.ABC):
         self._pressure: set[str] = set()
         self._ticker: asyncio.Task[None] | None = None
 
+    # The protocol's hooks.
+
+    async def on_open(self) -> None:  # noqa: B027 - optional hook
+        """Called once the client is admitted, before the first message is read."""
+
     @abc.abstractmethod
+    async def on_text(self, message: dict[str, Any]) -> bool:
+        """Handle a JSON message with a string ``type``; True when the client ends the session."""
+
+    async def on_binary(self, data: bytes) -> None:
+        """Handle a binary frame."""
+        raise Rejected("unexpected_binary", "this protocol sends no binary frames")
+
+    @abc.abstractmethod
+    def error_message(self, exc: Rejected | Fatal) -> dict[str, Any]:
+        """The protocol's error message for refused input or a fatal error."""
+
+    async def on_finish(self) -> None:
+        """The client ended the session: wait for the transcripts, then close."""
+        if self.session is not None:
+            await self.finish(self.hub.settings.finish_timeout_s)
+        await self.outbox.drain(CLOSE_DRAIN_S)
+        await self.close(1000)
+
+    async def on_fatal(self, exc: Fatal) -> None:
+        """Tell the client why the connection ends, then close with the error's code."""
+        self.outbox.send(self.error_message(exc))
+        await self.outbox.drain(CLOSE_DRAIN_S)
+        await self.close(exc.close_code)
+
+    @abc.abstractmethod
+    async def on_transcript(self, event: TranscriptEvent) -> None:
+        """Send a transcript event to the client in its protocol."""
+
+    def on_speech(self, source: str, boundary: Boundary) -> None:  # noqa: B027 - optional hook
+        """A speech boundary of ``source`` is on the bus."""
+
+    def on_backpressure(self, reason: str, source: str | None, amount_s: float) -> None:  # noqa: B027
+        """The bus or the workers fall behind (reported once per episode)."""
+
+    def on_tick(self) -> None:  # noqa: B027 - optional hook
+        """Called every second while the session is open."""
+
+    # The loop.
+
+    async def refuse(self, refusal: Refusal) -> None:
+        """Turn the client away in its protocol."""
+        message, close_code = REFUSALS[refusal]
+        message = self.refusal_texts.get(refusal, message)
+        with contextlib.suppress(RuntimeError):  # the client left already
+            await self.ws.send_text(
+                json.dumps(self.error_message(Fatal(message, close_code, refusal)))
+            )
+        await self.close(close_code)
+
     async def run(self) -> None:
         """Serve the socket until the session ends, then clean up."""
+        self.outbox.start()
+        reason = "client"
+        try:
+            await self.on_open()
+            if await self._serve():
+                await self.on_finish()
+        except Disconnected as exc:
+            reason = exc.reason
+            log.info("client.disconnected", code=exc.code)
+        except Fatal as exc:
+            reason = "refused"
+            self.reject(exc.code)
+            await self.on_fatal(exc)
+        except Exception:
+            reason = "error"
+            log.exception("connection.failed")
+            await self.on_fatal(Fatal("internal server error", 1011, "internal"))
+        finally:
+            await self.cleanup(reason)
+
+    async def _serve(self) -> bool:
+        """Dispatch messages until the client ends the session (True) or the protocol is done."""
+        while not self.done():
+            try:
+                data = await self.receive()
+                if isinstance(data, bytes):
+                    await self.on_binary(data)
+                elif await self.on_text(parse_json(data)):
+                    return True
+            except Rejected as exc:
+                self.reject(exc.code)
+                self.outbox.send(self.error_message(exc))
+        return True
+
+    def done(self) -> bool:
+        """True when the session is over without an explicit end (e.g. every source ended)."""
+        return False
 
     async def receive(self) -> str | bytes:
         """The next message; oversized ones are rejected here."""
@@ -123,6 +251,23 @@ class LiveConnection(abc.ABC):
             raise Rejected("frame_too_large", f"message of {len(data)} bytes exceeds {limit}")
         return data
 
+    def validate(self, adapter: TypeAdapter[T], raw: dict[str, Any]) -> T:
+        """``raw`` as the protocol's message model, or a ``bad_message`` rejection saying why."""
+        try:
+            return adapter.validate_python(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "message"
+            kind = str(raw.get("type"))[:64]
+            raise Rejected("bad_message", f"invalid {kind}: {where}: {first['msg']}") from None
+
+    async def close(self, code: int) -> None:
+        """Close the socket; a client that closed first is not an error."""
+        try:
+            await self.ws.close(code)
+        except Exception as exc:  # already closed by the client or the transport
+            log.debug("close.skipped", error=type(exc).__name__)
+
     async def open_session(self, engine: str, metadata: dict[str, str]) -> Session:
         """Publish the session and start relaying ``engine``'s transcripts."""
         session = Session(
@@ -132,6 +277,7 @@ class LiveConnection(abc.ABC):
             engines=self.hub.settings.engines,
             metadata=metadata,
             abort=self.hub.abort,
+            on_boundary=self.on_speech,
         )
         structlog.contextvars.bind_contextvars(session_id=session.session_id)
         self.relay = TranscriptRelay(self.hub.bus, session.session_id, engine, self.on_transcript)
@@ -160,6 +306,22 @@ class LiveConnection(abc.ABC):
                 "session_too_long", f"source {source!r} reached the session length limit"
             )
         await ingest.write(samples)
+
+    async def cut(self, source: str, mode: Segmentation | None = None) -> int:
+        """End ``source``'s speech segment now, at the end of the audio received so far; the
+        boundary goes on the bus at once. Returns the sample of the cut (0 before any audio)."""
+        assert self.session is not None
+        ingest = self.session.sources.get(source)
+        if ingest is None or source in self._ended:
+            return ingest.received_samples if ingest is not None else 0
+        await self._flush_normalizer(source)
+        return await ingest.cut(mode)
+
+    async def set_segmentation(self, source: str, mode: Segmentation) -> None:
+        """Segment ``source`` by capture's VAD or by the client's cuts from now on."""
+        assert self.session is not None
+        ingest = await self.session.source(source)
+        await ingest.cut(mode)
 
     def end_source(self, source: str) -> asyncio.Task[SourceOutcome]:
         """Close a source now and wait for its transcription in the background."""
@@ -200,17 +362,6 @@ class LiveConnection(abc.ABC):
             await self.session.close(reason)
         await self.outbox.stop()
 
-    @abc.abstractmethod
-    async def on_transcript(self, event: TranscriptEvent) -> None:
-        """Send a transcript event to the client in its protocol."""
-
-    @abc.abstractmethod
-    def on_backpressure(self, reason: str, source: str | None, amount_s: float) -> None:
-        """Tell the client the bus or the workers fall behind."""
-
-    def on_tick(self) -> None:  # noqa: B027 - optional hook
-        """Called every second while the session is open."""
-
     def reject(self, code: str) -> None:
         metrics.PROTOCOL_ERRORS.labels(self.protocol, code).inc()
         log.info("client.rejected", code=code)
@@ -221,12 +372,8 @@ class LiveConnection(abc.ABC):
             return SourceOutcome(0, True)  # it never sent audio
         await self._flush_normalizer(source)
         end = await self.session.sources[source].close()
-        timeout = self.hub.settings.finish_timeout_s
-        done = await transcribed(
-            self.hub.bus, self.relay.engine, self.session.session_id, source, timeout
-        )
-        caught_up = await self.relay.caught_up(source, timeout)
-        return SourceOutcome(end, done and caught_up)
+        done = await self.relay.wait_transcribed(source, self.hub.settings.finish_timeout_s)
+        return SourceOutcome(end, done)
 
     async def _flush_normalizers(self) -> None:
         for source in list(self._normalizers):

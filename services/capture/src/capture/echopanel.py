@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import json
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
 from capture.audio import AudioFormat, Encoding
-from capture.connection import Disconnected, LiveConnection, Refusal, Rejected, admit
+from capture.connection import Fatal, LiveConnection, Refusal, Rejected, admit
 from capture.echopanel_events import (
     StartMessage,
     asr_final,
@@ -42,39 +40,23 @@ SUMMARY_DEADLINE_S = 9.0
 SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class Fatal(Exception):
-    """The connection cannot go on; the client is told why with a ``status``/``error``."""
-
-    def __init__(self, message: str, close_code: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.close_code = close_code
-
-
 def status(state: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"type": "status", "state": state, "message": message, **extra}
 
 
 async def live_listener(ws: WebSocket) -> None:
     """The WebSocket endpoint."""
-    await admit(ws, "echopanel", EchoPanelConnection, _refuse)
-
-
-REFUSALS: dict[Refusal, str] = {
-    "unauthorized": "Unauthorized websocket connection",
-    "capacity": "Server at capacity, please try again later",
-}
-
-
-async def _refuse(ws: WebSocket, refusal: Refusal, close_code: int) -> None:
-    await ws.send_text(json.dumps(status("error", REFUSALS[refusal])))
-    await ws.close(close_code)
+    await admit(ws, EchoPanelConnection)
 
 
 class EchoPanelConnection(LiveConnection):
     """One EchoPanel socket: ``start``, audio of ``system`` and ``mic``, ``stop``."""
 
     protocol = "echopanel"
+    refusal_texts: ClassVar[dict[Refusal, str]] = {
+        "unauthorized": "Unauthorized websocket connection",
+        "capacity": "Server at capacity, please try again later",
+    }
 
     def __init__(self, hub: Hub, ws: WebSocket) -> None:
         super().__init__(hub, ws)
@@ -85,53 +67,24 @@ class EchoPanelConnection(LiveConnection):
         self._refused_sources: set[str] = set()
         self._summarized = False
 
-    async def run(self) -> None:
-        self.outbox.start()
+    async def on_open(self) -> None:
         self.outbox.send(status("connected", "Connected, waiting for start"))
-        reason = "client"
-        try:
-            await self._serve()
-        except Disconnected as exc:
-            reason = exc.reason
-            log.info("client.disconnected", code=exc.code)
-        except Fatal as exc:
-            reason = "refused"
-            await self._close_with(exc)
-        except Exception:
-            reason = "error"
-            log.exception("connection.failed")
-            await self._close_with(Fatal("Internal server error", 1011))
-        finally:
-            await self.cleanup(reason)
 
-    async def _serve(self) -> None:
-        while True:
-            try:
-                data = await self.receive()
-                if isinstance(data, bytes):
-                    await self._on_binary(data)
-                elif await self._on_text(data):
-                    break
-            except Rejected as exc:
-                self._tell(exc)
-        await self._stop()
-
-    def _tell(self, exc: Rejected) -> None:
-        self.reject(exc.code)
+    def error_message(self, exc: Rejected | Fatal) -> dict[str, Any]:
+        if isinstance(exc, Fatal):
+            return status("error", exc.message)
         if exc.code == "session_too_long":
-            self.outbox.send(status("warning", exc.message))
-        else:
-            self.outbox.send({"type": "error", "code": exc.code, "message": exc.message})
+            return status("warning", exc.message)
+        return {"type": "error", "code": exc.code, "message": exc.message}
 
-    async def _on_text(self, text: str) -> bool:
+    async def on_fatal(self, exc: Fatal) -> None:
+        """The client shows ``error`` messages and ends on an ``error`` status: send both."""
+        self.outbox.send({"type": "error", "message": exc.message})
+        await super().on_fatal(exc)
+
+    async def on_text(self, message: dict[str, Any]) -> bool:
         """Handle a control message; True on ``stop``."""
-        try:
-            message = json.loads(text)
-        except ValueError:
-            raise Rejected("bad_json", "message is not valid JSON") from None
-        kind = message.get("type") if isinstance(message, dict) else None
-        if not isinstance(kind, str):
-            raise Rejected("bad_message", "message is not a JSON object with a string type")
+        kind: str = message["type"]
         if kind == "start":
             await self._on_start(message)
         elif kind == "audio":
@@ -182,7 +135,7 @@ class EchoPanelConnection(LiveConnection):
             )
         return fmt
 
-    async def _on_binary(self, data: bytes) -> None:
+    async def on_binary(self, data: bytes) -> None:
         if self._start is None:
             return  # audio before start is ignored, as by the reference server
         frame = parse_binary(data)
@@ -218,7 +171,7 @@ class EchoPanelConnection(LiveConnection):
             self.outbox.send(status("warning", message))
         return False
 
-    async def _stop(self) -> None:
+    async def on_finish(self) -> None:
         stopped_at = time.monotonic()
         complete = True
         if self.session is not None:
@@ -236,7 +189,7 @@ class EchoPanelConnection(LiveConnection):
             )
         self.outbox.send(await self._summary(SUMMARY_DEADLINE_S - (time.monotonic() - stopped_at)))
         await self.outbox.drain(CLOSE_DRAIN_S)
-        await self.ws.close(1000)
+        await self.close(1000)
 
     async def _summary(self, budget_s: float) -> dict[str, Any]:
         """The aggregator's stored summary when it answers in time, else the relayed finals'."""
@@ -254,13 +207,6 @@ class EchoPanelConnection(LiveConnection):
                 stored["json"]["session_id"] = client_session
                 return stored
         return final_summary(client_session, self._finals, features)
-
-    async def _close_with(self, fatal: Fatal) -> None:
-        self.outbox.send({"type": "error", "message": fatal.message})
-        self.outbox.send(status("error", fatal.message))
-        await self.outbox.drain(CLOSE_DRAIN_S)
-        with contextlib.suppress(RuntimeError):  # already closed
-            await self.ws.close(fatal.close_code)
 
     async def on_transcript(self, event: TranscriptEvent) -> None:
         if self._summarized or event.segment_id in self._finalized:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from capture import metrics
 from capture.audio import Pcm16
 from capture.publish import publish
-from capture.vad import Boundary, SpeechDetector, VadConfig
+from capture.vad import Boundary, ClientSegmenter, SpeechDetector, VadConfig
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 from echostream_shared.ids import audio_msg_id
@@ -21,6 +23,11 @@ from echostream_shared.logging import get_logger
 log = get_logger("ingest")
 
 RATE = m.SAMPLE_RATE
+
+Segmentation = Literal["vad", "manual"]
+"""Who delimits speech segments: capture's VAD, or the client (``cut``)."""
+OnBoundary = Callable[[str, Boundary], None]
+"""Told of each speech boundary of a source once it is on the bus."""
 
 
 @dataclass(frozen=True)
@@ -32,13 +39,22 @@ class IngestConfig:
     vad: VadConfig = VadConfig()
 
 
+@dataclass(frozen=True)
+class _Cut:
+    """Queued with the audio: end the current speech segment where the audio before it ends."""
+
+    done: asyncio.Future[int]
+    mode: Segmentation | None = None
+
+
 class SourceIngest:
     """Queues a source's 16 kHz audio and publishes it in order from its own task.
 
     On ``ep.audio.<session>.<source>``: audio chunks with consecutive ``seq``, each speech
     boundary after the chunk that contains its sample, and ``SourceClosed`` last. ``write``
     waits while the queue holds ``backlog_max_samples``, so a slow bus slows the reader
-    instead of dropping audio.
+    instead of dropping audio. Segments come from the VAD, or from the client's ``cut``s in
+    ``manual`` segmentation; the VAD hears everything either way, so its clock never drifts.
     """
 
     def __init__(
@@ -49,14 +65,18 @@ class SourceIngest:
         config: IngestConfig,
         detector: SpeechDetector | None = None,
         abort: asyncio.Event | None = None,
+        on_boundary: OnBoundary | None = None,
     ) -> None:
         self.session_id = session_id
         self.source = source
         self._bus = bus
         self._config = config
         self._detector = detector or SpeechDetector(config.vad)
+        self._client_segments = ClientSegmenter()
+        self._segmentation: Segmentation = "vad"
         self._abort = abort
-        self._queue: deque[Pcm16] = deque()
+        self._on_boundary = on_boundary
+        self._queue: deque[Pcm16 | _Cut] = deque()
         self._queued = 0
         self._arrivals: deque[tuple[int, float]] = deque()
         self._last_captured_at = 0.0
@@ -100,6 +120,20 @@ class SourceIngest:
             self._arrivals.append((self._received, time.time()))
             self._changed.notify_all()
 
+    async def cut(self, mode: Segmentation | None = None) -> int:
+        """End the speech segment in progress at the end of the audio written so far, publish
+        that boundary without waiting for a whole chunk, then segment by ``mode`` (if given).
+
+        Returns the sample of the cut.
+        """
+        if self._closing:
+            raise RuntimeError("source is closed")
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        async with self._changed:
+            self._queue.append(_Cut(done, mode))
+            self._changed.notify_all()
+        return await done
+
     async def close(self) -> int:
         """Publish what is queued, then ``SourceClosed``; returns the source's length."""
         async with self._changed:
@@ -114,18 +148,43 @@ class SourceIngest:
         pending: list[Boundary] = []
         while True:
             batch, closing = await self._take()
-            for pcm in batch:
+            for item in batch:
+                if isinstance(item, _Cut):
+                    pending = await self._cut(subject, chunker, pending, item)
+                    continue
                 # Chunks go out before VAD looks at them: a boundary always trails its chunk.
-                for seq, first, chunk in chunker.push(pcm):
+                for seq, first, chunk in chunker.push(item):
                     await self._send_chunk(subject, seq, first, chunk)
-                pending += self._detector.push(pcm)
+                pending += self._segment(item)
                 pending = await self._send_boundaries(subject, pending, chunker.published)
-                await self._release(len(pcm))
+                await self._release(len(item))
             if closing:
                 break
         return await self._finish(subject, chunker, pending)
 
-    async def _take(self) -> tuple[list[Pcm16], bool]:
+    def _segment(self, pcm: Pcm16) -> list[Boundary]:
+        heard = self._detector.push(pcm)
+        delimited = self._client_segments.push(pcm)
+        return delimited if self._segmentation == "manual" else heard
+
+    async def _cut(
+        self, subject: str, chunker: _Chunker, pending: list[Boundary], cut: _Cut
+    ) -> list[Boundary]:
+        tail = chunker.flush()
+        if tail is not None:
+            await self._send_chunk(subject, *tail)
+        at = chunker.published
+        vad_ended = self._detector.cut(at)
+        client_ended = self._client_segments.cut(at)
+        pending += client_ended if self._segmentation == "manual" else vad_ended
+        if cut.mode is not None:
+            self._segmentation = cut.mode
+        pending = await self._send_boundaries(subject, pending, at)
+        if not cut.done.done():
+            cut.done.set_result(at)
+        return pending
+
+    async def _take(self) -> tuple[list[Pcm16 | _Cut], bool]:
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._queue) or self._closing)
             batch = list(self._queue)
@@ -142,7 +201,9 @@ class SourceIngest:
         if tail is not None:
             await self._send_chunk(subject, *tail)
         end = self._received
-        pending += self._detector.finish(end)
+        vad_ended = self._detector.finish(end)
+        client_ended = self._client_segments.cut(end)
+        pending += client_ended if self._segmentation == "manual" else vad_ended
         await self._send_boundaries(subject, pending, end)
         closed = m.SourceClosed(
             session_id=self.session_id, source=self.source, end_sample=end, closed_at=time.time()
@@ -185,6 +246,11 @@ class SourceIngest:
             msg_id = f"speech.{self.session_id}.{self.source}.{boundary.kind}.{boundary.sample}"
             await publish(self._bus, subject, event, msg_id, self._abort)
             metrics.SPEECH_EVENTS.labels(boundary.kind).inc()
+            if self._on_boundary is not None:
+                try:
+                    self._on_boundary(self.source, boundary)
+                except Exception:
+                    log.exception("boundary.callback_failed")
         return [b for b in pending if b.sample > published_end]
 
     def _captured_at(self, sample: int) -> float:

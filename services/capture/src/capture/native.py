@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
 from capture.connection import (
-    Disconnected,
+    CLOSE_DRAIN_S,
+    Fatal,
     LiveConnection,
-    Refusal,
     Rejected,
     SourceOutcome,
     admit,
@@ -30,31 +27,11 @@ from capture.native_protocol import (
     transcript_message,
 )
 from capture.relay import TranscriptEvent
-from echostream_shared.logging import get_logger
-
-log = get_logger("native")
-
-CLOSE_DRAIN_S = 2.0
-
-
-def error(code: str, message: str, *, fatal: bool = False) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, "fatal": fatal}
 
 
 async def stream_endpoint(ws: WebSocket) -> None:
     """The WebSocket endpoint."""
-    await admit(ws, "native", NativeConnection, _refuse)
-
-
-REFUSALS: dict[Refusal, str] = {
-    "unauthorized": "missing or wrong bearer token",
-    "capacity": "server at capacity, try again later",
-}
-
-
-async def _refuse(ws: WebSocket, refusal: Refusal, close_code: int) -> None:
-    await ws.send_text(json.dumps(error(refusal, REFUSALS[refusal], fatal=True)))
-    await ws.close(close_code)
+    await admit(ws, NativeConnection)
 
 
 class NativeConnection(LiveConnection):
@@ -70,55 +47,24 @@ class NativeConnection(LiveConnection):
         self._reported: set[asyncio.Task[None]] = set()
         self._finished = False
 
-    async def run(self) -> None:
-        self.outbox.start()
-        reason = "client"
-        try:
-            await self._serve()
-        except Disconnected as exc:
-            reason = exc.reason
-            log.info("client.disconnected", code=exc.code)
-        except Exception:
-            reason = "error"
-            log.exception("connection.failed")
-            self.outbox.send(error("internal", "internal server error", fatal=True))
-            await self.outbox.drain(CLOSE_DRAIN_S)
-            await self._close(1011)
-        finally:
-            await self.cleanup(reason)
+    def error_message(self, exc: Rejected | Fatal) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "code": exc.code,
+            "message": exc.message,
+            "fatal": isinstance(exc, Fatal),
+        }
 
-    async def _serve(self) -> None:
-        while not self._all_ended():
-            try:
-                data = await self.receive()
-                if isinstance(data, bytes):
-                    await self._on_binary(data)
-                elif await self._on_text(data):
-                    break
-            except Rejected as exc:
-                self.reject(exc.code)
-                self.outbox.send(error(exc.code, exc.message))
-        await self._done()
-
-    def _all_ended(self) -> bool:
+    def done(self) -> bool:
+        """Every declared source has ended."""
         return bool(self._names) and all(name in self._ended for name in self._names)
 
-    async def _on_text(self, text: str) -> bool:
+    async def on_text(self, raw: dict[str, Any]) -> bool:
         """Handle a control message; True when the whole session ends."""
-        try:
-            raw = json.loads(text)
-        except ValueError:
-            raise Rejected("bad_json", "message is not valid JSON") from None
-        kind = raw.get("type") if isinstance(raw, dict) else None
+        kind = raw["type"]
         if kind not in CLIENT_TYPES:
-            shown = kind[:64] if isinstance(kind, str) else kind
-            raise Rejected("unknown_type", f"unknown message type {shown!r}")
-        try:
-            message = CLIENT_MESSAGE.validate_python(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise Rejected("bad_message", f"invalid {kind}: {where}: {first['msg']}") from None
+            raise Rejected("unknown_type", f"unknown message type {kind[:64]!r}")
+        message = self.validate(CLIENT_MESSAGE, raw)
         if isinstance(message, Start):
             await self._on_start(message)
         elif isinstance(message, Ping):
@@ -182,7 +128,7 @@ class NativeConnection(LiveConnection):
         self._reported.add(task)
         task.add_done_callback(self._reported.discard)
 
-    async def _on_binary(self, data: bytes) -> None:
+    async def on_binary(self, data: bytes) -> None:
         if self._start is None:
             raise Rejected("not_started", "send start before audio")
         if not data:
@@ -192,7 +138,7 @@ class NativeConnection(LiveConnection):
             raise Rejected("unknown_source", f"no source with index {index}")
         await self.write_audio(self._names[index], data[1:])
 
-    async def _done(self) -> None:
+    async def on_finish(self) -> None:
         outcomes: dict[str, SourceOutcome] = {}
         if self.session is not None:
             outcomes = await self.finish(self.hub.settings.finish_timeout_s)
@@ -211,11 +157,7 @@ class NativeConnection(LiveConnection):
             }
         )
         await self.outbox.drain(CLOSE_DRAIN_S)
-        await self._close(1000)
-
-    async def _close(self, code: int) -> None:
-        with contextlib.suppress(RuntimeError):  # the client closed first
-            await self.ws.close(code)
+        await self.close(1000)
 
     async def on_transcript(self, event: TranscriptEvent) -> None:
         if self._finished or event.segment_id in self._finalized:

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
@@ -34,7 +33,7 @@ class TranscriptRelay:
         self._session_id = session_id
         self._on_event = on_event
         self._subject = t.transcript(engine, session_id, "*")
-        self._delivered: dict[str, int] = {}
+        self._transcribed: set[str] = set()
         self._progress = asyncio.Condition()
         self._subscription: JetStreamContext.PushSubscription | None = None
 
@@ -54,17 +53,15 @@ class TranscriptRelay:
                 await self._subscription.unsubscribe()
             self._subscription = None
 
-    async def caught_up(self, source: str, timeout_s: float) -> bool:
-        """Wait until everything published for ``source`` so far has been delivered."""
-        subject = t.transcript(self.engine, self._session_id, source)
-        try:
-            last = await self._bus.js.get_last_msg(t.TRANSCRIPT_STREAM, subject)
-        except NotFoundError:
-            return True
-        target = last.seq or 0
+    async def wait_transcribed(self, source: str, timeout_s: float) -> bool:
+        """Wait for the engine's ``source.transcribed`` marker; False after ``timeout_s``.
+
+        The marker follows the source's last final on the same subject, so once it is delivered
+        every transcript of the source has been delivered too.
+        """
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s), self._progress:
-                await self._progress.wait_for(lambda: self._delivered.get(subject, 0) >= target)
+                await self._progress.wait_for(lambda: source in self._transcribed)
                 return True
         return False
 
@@ -76,6 +73,7 @@ class TranscriptRelay:
             message = None
         if isinstance(message, m.TranscriptPartial | m.TranscriptFinal):
             await self._on_event(message)
-        async with self._progress:
-            self._delivered[msg.subject] = msg.metadata.sequence.stream
-            self._progress.notify_all()
+        elif isinstance(message, m.SourceTranscribed):
+            async with self._progress:
+                self._transcribed.add(message.source)
+                self._progress.notify_all()

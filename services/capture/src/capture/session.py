@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 
 from capture import metrics
-from capture.ingest import IngestConfig, SourceIngest
+from capture.ingest import IngestConfig, OnBoundary, SourceIngest
 from capture.publish import publish
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
@@ -35,6 +35,7 @@ class Session:
         metadata: Mapping[str, str] | None = None,
         session_id: str | None = None,
         abort: asyncio.Event | None = None,
+        on_boundary: OnBoundary | None = None,
     ) -> None:
         self.session_id = session_id or new_session_id()
         self.client = client
@@ -44,6 +45,7 @@ class Session:
         self._config = config
         self._metadata = {k[:64]: v[:256] for k, v in (metadata or {}).items()}
         self._abort = abort
+        self._on_boundary = on_boundary
         self._opened = False
         self._closed = False
         self._lock = asyncio.Lock()
@@ -97,7 +99,14 @@ class Session:
             await publish(
                 self._bus, t.job(engine), job, f"job.{engine}.{self.session_id}.{name}", self._abort
             )
-        ingest = SourceIngest(self._bus, self.session_id, name, self._config, abort=self._abort)
+        ingest = SourceIngest(
+            self._bus,
+            self.session_id,
+            name,
+            self._config,
+            abort=self._abort,
+            on_boundary=self._on_boundary,
+        )
         ingest.start()
         self.sources[name] = ingest
         log.info("source.opened", source=name)

@@ -91,6 +91,18 @@ class SpeechDetector:
             return QUIET
         return self._model.process_samples((samples / 32768.0).tolist())
 
+    def cut(self, sample: int) -> list[Boundary]:
+        """End open speech at ``sample`` (the end of the audio pushed so far), as the client asked.
+
+        Speech that goes on is reported as a new start once ``min_speech`` of it was heard.
+        """
+        self._run = 0
+        if not self._in_speech:
+            return []
+        self._in_speech = False
+        self._last_end = max(sample, self._onset)
+        return [Boundary("ended", self._last_end)]
+
     def finish(self, end_sample: int) -> list[Boundary]:
         """End open speech at the end of the stream."""
         if not self._in_speech:
@@ -133,3 +145,30 @@ class SpeechDetector:
         self._run = 0
         self._last_end = min(self._last_speech_end + self._config.post_roll, self._position)
         return Boundary("ended", self._last_end)
+
+
+class ClientSegmenter:
+    """Speech segments the client delimits itself: one opens with the first audio after a cut and
+    ends at the next cut (OpenAI's ``turn_detection: null`` with ``commit``)."""
+
+    def __init__(self) -> None:
+        self._position = 0
+        self._open = False
+
+    @property
+    def in_speech(self) -> bool:
+        return self._open
+
+    def push(self, pcm: Pcm16) -> list[Boundary]:
+        found: list[Boundary] = []
+        if len(pcm) and not self._open:
+            self._open = True
+            found.append(Boundary("started", self._position))
+        self._position += len(pcm)
+        return found
+
+    def cut(self, sample: int) -> list[Boundary]:
+        if not self._open:
+            return []
+        self._open = False
+        return [Boundary("ended", sample)]
