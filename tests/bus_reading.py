@@ -40,3 +40,19 @@ async def wait_for_jobs_done(bus: Bus, timeout_s: float, poll_s: float = 0.1) ->
             await asyncio.sleep(poll_s)
 
     await asyncio.wait_for(poll(), timeout_s)
+
+
+async def read_subject(bus: Bus, subject: str, idle_s: float = 0.5) -> list[m.BusMessage]:
+    """Every message stored on ``subject`` (wildcards allowed), oldest first."""
+    subscription = await bus.js.subscribe(
+        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    found: list[m.BusMessage] = []
+    try:
+        while True:
+            msg = await subscription.next_msg(timeout=idle_s)
+            found.append(decode(msg.data, msg.subject))
+    except NatsTimeoutError:
+        return found
+    finally:
+        await subscription.unsubscribe()
