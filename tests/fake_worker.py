@@ -37,6 +37,7 @@ class FakeWorker:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def run(self, stop: asyncio.Event) -> None:
+        await t.ensure_worker_consumer(self.bus.js, self.engine)
         queue = await self.bus.js.pull_subscribe_bind(
             t.worker_consumer(self.engine), stream=t.JOB_STREAM
         )

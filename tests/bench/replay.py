@@ -2,7 +2,7 @@
 
 ``PYTHONPATH=tests .venv/bin/python -m bench.replay --split dev --limit 4``
 
-Feeds a session to the worker's own ``SourceStream`` (built by ``WhisperEngine`` from the same
+Feeds a session to the worker's own ``SegmentedStream`` (its policy from the same
 ``ECHOSTREAM_WHISPER_*`` settings) in the order ``capture_sim`` publishes it: 100 ms chunks
 available when their first sample is captured, speech boundaries 0.3 s of audio late. Handling is
 sequential, as in a ``SourceJob``; the clock jumps to the next message's capture time when the
@@ -29,9 +29,10 @@ from speech_corpus import load_items, wer
 from worker_process import MODEL
 
 from bench.audio import Pcm, Session, session, talks_from_items
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Update
+from echostream_shared.segmented.policy import SegmentedStream
 from whisper_worker.config import WhisperWorkerSettings
-from whisper_worker.engine import WhisperEngine
-from whisper_worker.streaming import FinalUpdate, PartialUpdate, SourceStream, Update
+from whisper_worker.engine import whisper_transcriber
 from whisper_worker.transcriber import TranscriberConfig, WhisperTranscriber
 
 RATE = 16_000
@@ -76,7 +77,7 @@ def _messages(talk: Session) -> Iterator[_Message]:
     yield _Message(end / RATE, "closed", end)
 
 
-async def _apply(stream: SourceStream, message: _Message) -> list[Update]:
+async def _apply(stream: SegmentedStream, message: _Message) -> list[Update]:
     match message.kind:
         case "audio":
             assert message.pcm is not None
@@ -89,8 +90,10 @@ async def _apply(stream: SourceStream, message: _Message) -> list[Update]:
             return await stream.on_closed(message.sample)
 
 
-async def replay(engine: WhisperEngine, talk: Session) -> tuple[list[Emitted], float, SourceStream]:
-    stream = engine.open_stream(None)
+async def replay(
+    transcriber: WhisperTranscriber, settings: WhisperWorkerSettings, talk: Session
+) -> tuple[list[Emitted], float, SegmentedStream]:
+    stream = SegmentedStream(transcriber, settings.segment_policy())
     clock = 0.0
     emitted: list[Emitted] = []
     cpu0 = _cpu_s()
@@ -160,13 +163,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     talk = session(args.split, talks, 1.0)
     refs = [t.text for t in talks]
     settings = WhisperWorkerSettings(model_path=args.model)
-    engine = WhisperEngine(settings)
-    await engine.warm_up()
+    transcriber = whisper_transcriber(settings)
+    await transcriber.warm_up()
     wall0 = time.perf_counter()
-    emitted, stream_cpu, stream = await replay(engine, talk)
+    emitted, stream_cpu, stream = await replay(transcriber, settings, talk)
     stream_wall = time.perf_counter() - wall0
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    await engine.aclose()
+    await transcriber.aclose()
     cache = args.offline_cache
     key = f"{args.split}:{args.limit}:{settings.threads_per_decoder}"
     cached = json.loads(cache.read_text()) if cache and cache.is_file() else {}

@@ -23,11 +23,12 @@ from echostream_shared.jobs.checkpoints import Checkpoint, CheckpointError, Chec
 from echostream_shared.jobs.metrics import job_metrics
 from echostream_shared.jobs.publisher import TranscriptPublisher
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
-from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Resume
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoint
 from echostream_shared.jobs.worker import JobWorker, WorkerOptions
 
 ENGINE = "whisper"  # any engine the topology has a work queue for
 ACK_WAIT_S = 2.0
+LIMITS = t.TopologyLimits(job_ack_wait_s=ACK_WAIT_S)
 
 
 class SegmentEngine:
@@ -36,10 +37,10 @@ class SegmentEngine:
     name = ENGINE
 
     def __init__(self) -> None:
-        self.resumes: list[Resume | None] = []
+        self.resumes: list[ResumePoint | None] = []
 
     def open_stream(
-        self, job: m.TranscriptionJob, resume: Resume | None, sink: TranscriptSink
+        self, job: m.TranscriptionJob, resume: ResumePoint | None, sink: TranscriptSink
     ) -> EngineStream:
         self.resumes.append(resume)
         return SegmentStream(resume, sink)
@@ -58,7 +59,7 @@ class SegmentEngine:
 
 
 class SegmentStream:
-    def __init__(self, resume: Resume | None, sink: TranscriptSink) -> None:
+    def __init__(self, resume: ResumePoint | None, sink: TranscriptSink) -> None:
         self._sink = sink
         self._done = resume.done if resume else 0
         self._open: int | None = resume.state.get("open") if resume else None
@@ -84,7 +85,7 @@ class SegmentStream:
             FinalUpdate(start, sample, f"speech {start}-{sample}"), self._resume()
         )
 
-    async def on_closed(self, end_sample: int) -> Resume:
+    async def on_closed(self, end_sample: int) -> ResumePoint:
         self._done = end_sample
         return self._resume()
 
@@ -94,13 +95,13 @@ class SegmentStream:
     async def aclose(self) -> None:
         pass
 
-    def _resume(self) -> Resume:
-        return Resume(self._done, {"open": self._open})
+    def _resume(self) -> ResumePoint:
+        return ResumePoint(self._done, {"open": self._open})
 
 
 @pytest.fixture(autouse=True)
 async def topology(bus: Bus) -> None:
-    await t.ensure_topology(bus.js, t.TopologyLimits(job_ack_wait_s=ACK_WAIT_S))
+    await t.ensure_topology(bus.js, LIMITS)
 
 
 @pytest.fixture
@@ -113,7 +114,9 @@ async def worker(bus: Bus, engine: SegmentEngine) -> AsyncIterator[asyncio.Event
     """A running JobWorker; set the returned event to stop it."""
     stop = asyncio.Event()
     metrics = job_metrics(ENGINE, CollectorRegistry())
-    service = JobWorker(engine, WorkerOptions(worker_id="w1", status_interval_s=0.2), metrics)
+    service = JobWorker(
+        engine, WorkerOptions(worker_id="w1", status_interval_s=0.2, limits=LIMITS), metrics
+    )
     task = asyncio.create_task(service.run(bus, stop))
     yield stop
     stop.set()
@@ -137,7 +140,7 @@ async def test_checkpoints_round_trip_and_a_corrupt_one_is_a_clear_error(bus: Bu
     kv = await bus.js.key_value(t.CHECKPOINT_BUCKET)
     store = CheckpointStore(kv, "voxtral")
     assert await store.load("s", "mic") is None
-    saved = Checkpoint(Resume(1280, {"segment_start": None, "revision": 0}), 7, finals=2)
+    saved = Checkpoint(ResumePoint(1280, {"segment_start": None, "revision": 0}), 7, finals=2)
     await store.save("s", "mic", saved)
     assert await store.load("s", "mic") == saved
     await kv.put(t.checkpoint_key("voxtral", "s", "mic"), b"\x93garbage")
@@ -194,7 +197,7 @@ async def test_a_stopped_worker_hands_back_and_the_next_resumes_from_its_checkpo
     audio = talk()
     metrics = job_metrics(ENGINE, CollectorRegistry())
     first_stop = asyncio.Event()
-    first = JobWorker(engine, WorkerOptions(worker_id="w1"), metrics)
+    first = JobWorker(engine, WorkerOptions(worker_id="w1", limits=LIMITS), metrics)
     running = asyncio.create_task(first.run(bus, first_stop))
     streaming = asyncio.create_task(stream_source(bus, "s2", "mic", audio, engines=(ENGINE,)))
     first_final = asyncio.Event()
@@ -209,7 +212,7 @@ async def test_a_stopped_worker_hands_back_and_the_next_resumes_from_its_checkpo
     await asyncio.wait_for(running, 10)
 
     second_stop = asyncio.Event()
-    second = JobWorker(engine, WorkerOptions(worker_id="w2"), metrics)
+    second = JobWorker(engine, WorkerOptions(worker_id="w2", limits=LIMITS), metrics)
     running = asyncio.create_task(second.run(bus, second_stop))
     await streaming
     await jobs_done(bus)

@@ -11,9 +11,11 @@ async def test_creating_the_topology_twice_is_a_no_op(nats_client: NATS) -> None
     js = nats_client.jetstream()
     await t.ensure_topology(js)
     first = {name: await js.stream_info(name) for name in _stream_names()}
-    consumers = {e: await js.consumer_info(t.JOB_STREAM, t.worker_consumer(e)) for e in t.ENGINES}
+    await t.ensure_worker_consumer(js, "whisper")
+    consumers = {"whisper": await js.consumer_info(t.JOB_STREAM, t.worker_consumer("whisper"))}
 
     await t.ensure_topology(js)
+    await t.ensure_worker_consumer(js, "whisper")
 
     for name, info in first.items():
         again = await js.stream_info(name)
@@ -30,6 +32,7 @@ async def test_the_streams_have_the_documented_policies(nats_client: NATS) -> No
     js = nats_client.jetstream()
     limits = t.TopologyLimits()
     await t.ensure_topology(js, limits)
+    await t.ensure_worker_consumer(js, "whisper", limits)
     audio = (await js.stream_info(t.AUDIO_STREAM)).config
     jobs = (await js.stream_info(t.JOB_STREAM)).config
     assert audio.subjects == ["ep.audio.>"]

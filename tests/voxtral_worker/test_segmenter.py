@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
-from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Resume
-from voxtral_worker.segmenter import Final, Segmenter, Update
+from dataclasses import replace
+
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoint, TimedWord
+from voxtral_worker.segmenter import CheckpointedFinal, Segmenter, SegmenterOutput
 
 T = 1280  # samples per token
 SECOND = 16_000
 
 
-def segmenter(resume: Resume | None = None, max_segment: int = 30 * SECOND) -> Segmenter:
+def segmenter(resume: ResumePoint | None = None, max_segment: int = 30 * SECOND) -> Segmenter:
     return Segmenter(resume, max_segment=max_segment, vad_latency=2 * SECOND)
 
 
-def feed(seg: Segmenter, texts: list[str], first: int = 0) -> list[Update]:
-    updates: list[Update] = []
+def feed(seg: Segmenter, texts: list[str], first: int = 0) -> list[SegmenterOutput]:
+    updates: list[SegmenterOutput] = []
     for i, text in enumerate(texts, start=first):
         updates += seg.on_token(text, i * T, (i + 1) * T, heard_to=(i + 8) * T)
     return updates
 
 
-def finals(updates: list[Update]) -> list[FinalUpdate]:
-    return [u.update for u in updates if isinstance(u, Final)]
+def finals(updates: list[SegmenterOutput]) -> list[FinalUpdate]:
+    """The finals, without their words (``test_a_final_carries_its_words_token_times``)."""
+    return [replace(u.update, words=()) for u in updates if isinstance(u, CheckpointedFinal)]
 
 
-def partials(updates: list[Update]) -> list[PartialUpdate]:
+def test_a_final_carries_its_words_token_times() -> None:
+    seg = segmenter()
+    seg.on_started(2 * T)
+    feed(seg, ["", "", " hel", "lo", " world", ""])
+    seg.on_ended(7 * T - 100)
+    (final,) = [
+        u.update for u in feed(seg, ["", " next"], first=6) if isinstance(u, CheckpointedFinal)
+    ]
+    assert final.words == (TimedWord("hello", 2 * T, 4 * T), TimedWord("world", 4 * T, 5 * T))
+
+
+def partials(updates: list[SegmenterOutput]) -> list[PartialUpdate]:
     return [u for u in updates if isinstance(u, PartialUpdate)]
 
 
@@ -88,8 +102,10 @@ def test_a_replay_from_the_checkpoint_gives_the_same_finals() -> None:
     assert finals(replayed) == finals(rest)
 
 
-def finals_and_resumes(updates: list[Update]) -> list[tuple[FinalUpdate, Resume]]:
-    return [(u.update, u.resume) for u in updates if isinstance(u, Final)]
+def finals_and_resumes(updates: list[SegmenterOutput]) -> list[tuple[FinalUpdate, ResumePoint]]:
+    return [
+        (replace(u.update, words=()), u.resume) for u in updates if isinstance(u, CheckpointedFinal)
+    ]
 
 
 def test_restart_drops_tokens_after_the_cut_and_partials_never_shrink() -> None:

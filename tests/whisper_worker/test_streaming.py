@@ -27,15 +27,10 @@ from speech_corpus import (
     wer,
 )
 
-from whisper_worker.streaming import (
-    FinalUpdate,
-    PartialUpdate,
-    SourceStream,
-    StreamCheckpoint,
-    StreamConfig,
-    Update,
-)
-from whisper_worker.transcriber import Decoded, Purpose, TranscriberConfig, WhisperTranscriber, Word
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Update
+from echostream_shared.segmented.decoding import Decoded, DecodedWord, Purpose
+from echostream_shared.segmented.policy import SegmentedStream, SegmenterState, SegmentPolicy
+from whisper_worker.transcriber import TranscriberConfig, WhisperTranscriber
 
 SR = 16_000
 
@@ -46,7 +41,7 @@ SR = 16_000
 @dataclass
 class Run:
     emitted: list[tuple[float, Update]] = field(default_factory=list)
-    checkpoints: list[StreamCheckpoint] = field(default_factory=list)  # after each final
+    checkpoints: list[SegmenterState] = field(default_factory=list)  # after each final
     cpu_s: float = 0.0
     final_latency_s: list[float] = field(default_factory=list)  # after the speech_ended event
     first_text_latency_s: list[float] = field(
@@ -68,7 +63,7 @@ class Run:
 
 
 async def simulate(
-    stream: SourceStream,
+    stream: SegmentedStream,
     pcm: npt.NDArray[np.int16],
     spans: list[tuple[int, int]] | None,
     *,
@@ -103,7 +98,7 @@ async def simulate(
         for update in updates:
             run.emitted.append((clock, update))
             if isinstance(update, FinalUpdate):
-                run.checkpoints.append(stream.checkpoint())
+                run.checkpoints.append(stream.state())
                 if ended:
                     run.final_latency_s.append(clock - arrival)
             if onset is not None and update.segment_start >= onset and update.text:
@@ -169,7 +164,7 @@ class FakeTranscriber:
         values = np.rint(audio * 32768).astype(np.int64)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], values, [0]])) != 0)
         words = [
-            Word(f"w{values[a]}", a / SR, b / SR, 1.0)
+            DecodedWord(f"w{values[a]}", a / SR, b / SR, 1.0)
             for a, b in zip(edges[:-1], edges[1:], strict=True)
             if values[a] > 0
         ]
@@ -200,7 +195,7 @@ async def test_scripted_segments_give_one_final_each_with_partials_first() -> No
     pcm, words = scripted_speech(30)
     spans = [(int(0.4 * SR), int(4.0 * SR)), (int(5.0 * SR), len(pcm) - SR // 4)]
     pcm[int(4.0 * SR) : int(5.0 * SR)] = 0  # a real pause between the two segments
-    run = await simulate(SourceStream(FakeTranscriber()), pcm, spans)
+    run = await simulate(SegmentedStream(FakeTranscriber()), pcm, spans)
     assert_well_formed(run)
     assert [f.segment_start for f in run.finals] == [s for s, _ in spans]
     assert [f.segment_end for f in run.finals] == [e for _, e in spans]
@@ -213,8 +208,8 @@ async def test_scripted_segments_give_one_final_each_with_partials_first() -> No
 
 async def test_scripted_long_speech_is_cut_between_words_without_loss_or_duplicates() -> None:
     pcm, words = scripted_speech(120)  # about 60 s of uninterrupted "speech"
-    config = StreamConfig(max_segment_s=20.0)
-    run = await simulate(SourceStream(FakeTranscriber(), config), pcm, [(0, len(pcm))])
+    config = SegmentPolicy(max_segment_s=20.0)
+    run = await simulate(SegmentedStream(FakeTranscriber(), config), pcm, [(0, len(pcm))])
     assert_well_formed(run)
     assert words_of(run) == words
     assert len(run.finals) >= 3 and all(
@@ -228,8 +223,8 @@ async def test_scripted_long_speech_is_cut_between_words_without_loss_or_duplica
 
 async def test_scripted_cut_prefers_the_widest_gap_near_the_end() -> None:
     pcm, _ = scripted_speech(80, seed=3)
-    config = StreamConfig(max_segment_s=20.0, cut_search_s=6.0, cut_margin_s=1.0)
-    run = await simulate(SourceStream(FakeTranscriber(), config), pcm, [(0, len(pcm))])
+    config = SegmentPolicy(max_segment_s=20.0, cut_search_s=6.0, cut_margin_s=1.0)
+    run = await simulate(SegmentedStream(FakeTranscriber(), config), pcm, [(0, len(pcm))])
     first = run.finals[0]
     nxt = run.finals[1].words[0]
     chosen_gap = nxt.start - first.words[-1].end
@@ -244,7 +239,7 @@ async def test_scripted_cut_prefers_the_widest_gap_near_the_end() -> None:
 
 async def test_without_vad_events_long_audio_still_produces_finals() -> None:
     pcm, words = scripted_speech(100)
-    run = await simulate(SourceStream(FakeTranscriber()), pcm, None)
+    run = await simulate(SegmentedStream(FakeTranscriber()), pcm, None)
     assert_well_formed(run)
     assert words_of(run) == words
     assert run.finals[0].segment_start == 0 and len(run.finals) >= 3
@@ -253,7 +248,7 @@ async def test_without_vad_events_long_audio_still_produces_finals() -> None:
 
 async def test_first_vad_event_ends_the_unsegmented_stretch() -> None:
     pcm, words = scripted_speech(10, lead_s=2.0)
-    stream = SourceStream(FakeTranscriber())
+    stream = SegmentedStream(FakeTranscriber())
     updates = await stream.on_audio(0, pcm[: 3 * SR])
     updates += await stream.on_speech_started(int(1.9 * SR))  # the boundary is in the past
     updates += await stream.on_audio(3 * SR, pcm[3 * SR :])
@@ -268,7 +263,7 @@ async def test_first_vad_event_ends_the_unsegmented_stretch() -> None:
 
 async def test_speech_start_before_received_audio_keeps_that_audio() -> None:
     pcm, words = scripted_speech(6, lead_s=1.0)
-    stream = SourceStream(FakeTranscriber())
+    stream = SegmentedStream(FakeTranscriber())
     await stream.on_speech_ended(0)  # capture's VAD is on: no unsegmented stretch
     await stream.on_audio(0, pcm[: int(1.6 * SR)])
     await stream.on_speech_started(int(0.9 * SR))
@@ -280,13 +275,13 @@ async def test_speech_start_before_received_audio_keeps_that_audio() -> None:
 
 async def test_speech_end_behind_a_forced_cut_ends_the_speech_state() -> None:
     pcm, words = scripted_speech(70)
-    stream = SourceStream(FakeTranscriber(), StreamConfig(max_segment_s=10.0))
+    stream = SegmentedStream(FakeTranscriber(), SegmentPolicy(max_segment_s=10.0))
     await stream.on_speech_started(0)
     updates = await stream.on_audio(0, pcm[: 25 * SR])
-    cut = stream.checkpoint().done
+    cut = stream.state().done
     assert cut > 10 * SR
     updates += await stream.on_speech_ended(cut - SR)  # the VAD end, delivered late
-    assert not stream.checkpoint().in_speech
+    assert not stream.state().in_speech
     updates += await stream.on_audio(25 * SR, pcm[25 * SR :])  # no speech: nothing decoded
     updates += await stream.on_closed(len(pcm))
     finals = [u for u in updates if isinstance(u, FinalUpdate)]
@@ -296,7 +291,7 @@ async def test_speech_end_behind_a_forced_cut_ends_the_speech_state() -> None:
 async def test_replayed_and_overlapping_chunks_are_ignored() -> None:
     pcm, words = scripted_speech(8)
     fake = FakeTranscriber()
-    stream = SourceStream(fake)
+    stream = SegmentedStream(fake)
     await stream.on_speech_started(0)
     half = len(pcm) // 2
     await stream.on_audio(0, pcm[:half])
@@ -311,13 +306,13 @@ async def test_resume_from_any_checkpoint_reproduces_the_finals() -> None:
     pcm, _ = scripted_speech(90, seed=5)
     spans = [(int(0.3 * SR), int(14.0 * SR)), (int(15.0 * SR), len(pcm) - SR // 2)]
     pcm[int(14.0 * SR) : int(15.0 * SR)] = 0
-    config = StreamConfig(max_segment_s=8.0)
-    full = await simulate(SourceStream(FakeTranscriber(), config), pcm, spans)
+    config = SegmentPolicy(max_segment_s=8.0)
+    full = await simulate(SegmentedStream(FakeTranscriber(), config), pcm, spans)
     assert len(full.finals) >= 5
     for k, ckpt in enumerate(full.checkpoints[:-1]):
         for early_s in (0.0, 3.0):  # the bus may replay from before the checkpoint
             start = max(0, ckpt.done - int(early_s * SR))
-            stream = SourceStream(FakeTranscriber(), config, resume=ckpt)
+            stream = SegmentedStream(FakeTranscriber(), config, resume=ckpt)
             resumed = await simulate(stream, pcm, spans, start=start)
             assert resumed.finals == full.finals[k + 1 :], (
                 f"resume after final {k}, {early_s} s early"
@@ -326,7 +321,7 @@ async def test_resume_from_any_checkpoint_reproduces_the_finals() -> None:
 
 async def test_checkpoint_round_trip_inside_speech() -> None:
     pcm, _ = scripted_speech(60)
-    full = await simulate(SourceStream(FakeTranscriber()), pcm, [(0, len(pcm))])
+    full = await simulate(SegmentedStream(FakeTranscriber()), pcm, [(0, len(pcm))])
     mid = full.checkpoints[0]
     assert mid.in_speech and mid.segment_start == mid.done == full.finals[0].segment_end
     assert mid.tail == full.finals[0].words[-8:]
@@ -334,9 +329,11 @@ async def test_checkpoint_round_trip_inside_speech() -> None:
 
 async def test_partials_respect_the_cpu_budget() -> None:
     pcm, _ = scripted_speech(80)
-    config = StreamConfig(partial_cpu_per_audio_s=0.05, partial_cpu_burst_s=0.6, max_segment_s=25.0)
+    config = SegmentPolicy(
+        partial_cpu_per_audio_s=0.05, partial_cpu_burst_s=0.6, max_segment_s=25.0
+    )
     fake = FakeTranscriber(partial_cpu_s=0.3)
-    stream = SourceStream(fake, config)
+    stream = SegmentedStream(fake, config)
     run = await simulate(stream, pcm, [(0, len(pcm))])
     audio_s = len(pcm) / SR
     assert stream.stats.partial_cpu_s <= 0.05 * audio_s + 0.6 + 0.3
@@ -346,10 +343,12 @@ async def test_partials_respect_the_cpu_budget() -> None:
 async def test_cheap_partials_come_at_the_configured_cadence() -> None:
     pcm, _ = scripted_speech(20)
     fake = FakeTranscriber(partial_cpu_s=0.001)
-    await simulate(SourceStream(fake, StreamConfig(partial_interval_s=1.0)), pcm, [(0, len(pcm))])
+    await simulate(
+        SegmentedStream(fake, SegmentPolicy(partial_interval_s=1.0)), pcm, [(0, len(pcm))]
+    )
     partial_calls = [c for c in fake.calls if c[0] == "partial"]
     assert len(partial_calls) == pytest.approx(len(pcm) / SR - 0.6, abs=1.5)
-    assert max(c[1] for c in partial_calls) <= StreamConfig().partial_window_s + 0.3
+    assert max(c[1] for c in partial_calls) <= SegmentPolicy().partial_window_s + 0.3
 
 
 async def test_a_first_partial_that_shows_nothing_is_retried_soon() -> None:
@@ -368,8 +367,8 @@ async def test_a_first_partial_that_shows_nothing_is_retried_soon() -> None:
 
     pcm, _ = scripted_speech(20, lead_s=0.0)
     fake = SlowToHear(partial_cpu_s=0.001)
-    config = StreamConfig(first_partial_s=0.8, retry_interval_s=0.2, partial_interval_s=1.0)
-    run = await simulate(SourceStream(fake, config), pcm, [(0, len(pcm))], onset_delay_s=0.0)
+    config = SegmentPolicy(first_partial_s=0.8, retry_interval_s=0.2, partial_interval_s=1.0)
+    run = await simulate(SegmentedStream(fake, config), pcm, [(0, len(pcm))], onset_delay_s=0.0)
     heard = [c[1] for c in fake.calls if c[0] == "partial"]
     assert heard[0] == pytest.approx(0.8, abs=0.1)
     assert heard[1] - heard[0] == pytest.approx(0.2, abs=0.1)  # retried, not a second later
@@ -383,9 +382,9 @@ async def test_each_segments_first_partial_goes_even_without_credit() -> None:
     pcm, _ = scripted_speech(30)
     spans = [(int(0.4 * SR), int(4.0 * SR)), (int(5.0 * SR), len(pcm) - SR // 4)]
     pcm[int(4.0 * SR) : int(5.0 * SR)] = 0
-    config = StreamConfig(partial_cpu_burst_s=0.0)  # the bucket holds nothing, ever
+    config = SegmentPolicy(partial_cpu_burst_s=0.0)  # the bucket holds nothing, ever
     fake = FakeTranscriber(partial_cpu_s=0.3)
-    run = await simulate(SourceStream(fake, config), pcm, spans)
+    run = await simulate(SegmentedStream(fake, config), pcm, spans)
     assert_well_formed(run)
     assert [c[0] for c in fake.calls].count("partial") == 2  # one try per segment, no more
     assert {p.segment_start for p in run.partials} == {s for s, _ in spans}
@@ -393,7 +392,7 @@ async def test_each_segments_first_partial_goes_even_without_credit() -> None:
 
 async def test_lag_skips_partials_never_finals() -> None:
     pcm, words = scripted_speech(40)
-    stream = SourceStream(FakeTranscriber())
+    stream = SegmentedStream(FakeTranscriber())
     run = await simulate(stream, pcm, [(0, len(pcm))], lag_s=5.0)
     assert not run.partials and stream.stats.partials_skipped_lag > 0
     assert words_of(run) == words
@@ -402,7 +401,7 @@ async def test_lag_skips_partials_never_finals() -> None:
 async def test_silence_produces_nothing() -> None:
     fake = FakeTranscriber()
     pcm = np.zeros(30 * SR, dtype=np.int16)
-    run = await simulate(SourceStream(fake), pcm, [(2 * SR, 5 * SR)])
+    run = await simulate(SegmentedStream(fake), pcm, [(2 * SR, 5 * SR)])
     assert run.emitted == []
 
 
@@ -417,12 +416,12 @@ async def test_boundary_duplicates_are_dropped_from_the_next_final() -> None:
             decoded = await super().transcribe(audio, purpose=purpose, prompt=prompt)
             if purpose == "final" and decoded.words and decoded.words[0].text != "w1":
                 n = int(decoded.words[0].text[1:]) - 1
-                echo = Word(f"w{n}", 0.0, 0.01, 0.5)
+                echo = DecodedWord(f"w{n}", 0.0, 0.01, 0.5)
                 return replace(decoded, words=(echo, *decoded.words))
             return decoded
 
     pcm, words = scripted_speech(60)
-    run = await simulate(SourceStream(Echo()), pcm, [(0, len(pcm))])
+    run = await simulate(SegmentedStream(Echo()), pcm, [(0, len(pcm))])
     assert words_of(run) == words
 
 
@@ -445,7 +444,7 @@ async def whisper(model: Path) -> AsyncIterator[WhisperTranscriber]:
 async def test_jfk_streams_to_the_exact_reference(whisper: WhisperTranscriber) -> None:
     jfk = item("jfk")
     pcm = read_wav(jfk.path)
-    run = await simulate(SourceStream(whisper), pcm, [(0, len(pcm))])
+    run = await simulate(SegmentedStream(whisper), pcm, [(0, len(pcm))])
     assert_well_formed(run)
     assert len(run.finals) == 1
     assert normalize(run.text) == normalize(jfk.text)
@@ -470,7 +469,7 @@ async def _compare_with_offline(whisper: WhisperTranscriber, chapter_id: str) ->
     began = time.process_time()
     offline = await whisper.transcribe(to_float32(p.pcm), purpose="final")
     offline_cpu = time.process_time() - began
-    stream = SourceStream(whisper)
+    stream = SegmentedStream(whisper)
     run = await simulate(stream, p.pcm, list(p.spans))
     assert_well_formed(run)
     report = {
@@ -496,7 +495,7 @@ async def test_forced_cut_on_real_speech_loses_and_repeats_nothing(
     pcm = read_wav(item("3080-5032-0009").path)  # one 22.75 s utterance
     offline = await whisper.transcribe(to_float32(pcm), purpose="final")
     run = await simulate(
-        SourceStream(whisper, StreamConfig(max_segment_s=9.0)), pcm, [(0, len(pcm))]
+        SegmentedStream(whisper, SegmentPolicy(max_segment_s=9.0)), pcm, [(0, len(pcm))]
     )
     assert_well_formed(run)
     assert len(run.finals) >= 3
@@ -510,12 +509,12 @@ async def test_forced_cut_on_real_speech_loses_and_repeats_nothing(
 @pytest.mark.slow
 async def test_resume_on_real_speech_reproduces_the_finals(whisper: WhisperTranscriber) -> None:
     p = passage(chapter("367-130732")[:3])
-    config = StreamConfig(max_segment_s=8.0)
-    full = await simulate(SourceStream(whisper, config), p.pcm, list(p.spans))
+    config = SegmentPolicy(max_segment_s=8.0)
+    full = await simulate(SegmentedStream(whisper, config), p.pcm, list(p.spans))
     k = next(i for i, c in enumerate(full.checkpoints, 1) if c.in_speech)  # after a forced cut
     ckpt = full.checkpoints[k - 1]
     resumed = await simulate(
-        SourceStream(whisper, config, resume=ckpt), p.pcm, list(p.spans), start=ckpt.done
+        SegmentedStream(whisper, config, resume=ckpt), p.pcm, list(p.spans), start=ckpt.done
     )
     assert [(f.segment_start, f.segment_end, f.text) for f in resumed.finals] == [
         (f.segment_start, f.segment_end, f.text) for f in full.finals[k:]
@@ -527,7 +526,7 @@ async def test_noise_and_silence_produce_no_text(whisper: WhisperTranscriber) ->
     rng = np.random.default_rng(7)
     pcm = np.zeros(20 * SR, dtype=np.int16)
     pcm[8 * SR : 12 * SR] = (rng.standard_normal(4 * SR) * 1000).astype(np.int16)  # -30 dBFS
-    stream = SourceStream(whisper)
+    stream = SegmentedStream(whisper)
     run = await simulate(stream, pcm, [(2 * SR, 6 * SR), (8 * SR, 12 * SR)])
     assert run.emitted == []
     assert stream.stats.final_cpu_s > 0  # the noise was decoded, and rejected

@@ -1,4 +1,5 @@
-"""Settings shared by every service; each service subclasses ``ServiceSettings``.
+"""Settings shared by every service; each service subclasses ``ServiceSettings`` (an engine worker
+``WorkerSettings``).
 
 Common settings read ``ECHOSTREAM_<NAME>``; a service's own settings read
 ``ECHOSTREAM_<SERVICE>_<NAME>`` through the subclass's ``env_prefix``.
@@ -6,11 +7,14 @@ Common settings read ``ECHOSTREAM_<NAME>``; a service's own settings read
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from echostream_shared.jobs.worker import WorkerOptions
 from echostream_shared.topology import TopologyLimits
 
 COMMON_PREFIX = "ECHOSTREAM_"
@@ -79,3 +83,42 @@ class ServiceSettings(BaseSettings):
     def nats_servers(self) -> list[str]:
         """The NATS URLs as a list."""
         return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+
+def default_worker_id() -> str:
+    """Host name and process id: unique per process, readable in status reports."""
+    host = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in socket.gethostname())
+    return f"{host[:40]}-{os.getpid()}"
+
+
+class WorkerSettings(ServiceSettings):
+    """Settings every engine worker has; a worker subclasses it with its own ``env_prefix``."""
+
+    max_streams: int = Field(
+        default=4, ge=1, le=256, description="streams taken before pulling no more jobs"
+    )
+    degrade_lag_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="above this lag the worker reports degraded and takes no jobs; batch engines "
+        "stop partials at half of it",
+    )
+    source_idle_timeout_s: float = Field(
+        default=300.0, gt=0, description="a source with no audio this long is treated as closed"
+    )
+    status_interval_s: float = Field(default=5.0, gt=0, description="worker status period")
+    worker_id: str = Field(
+        default_factory=default_worker_id,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="name in status reports; default host name and process id",
+    )
+
+    def worker_options(self) -> WorkerOptions:
+        """How the job loop runs, and the work-queue consumer the worker creates."""
+        return WorkerOptions(
+            worker_id=self.worker_id,
+            status_interval_s=self.status_interval_s,
+            degrade_lag_s=self.degrade_lag_s,
+            source_idle_timeout_s=self.source_idle_timeout_s,
+            limits=self.topology_limits(),
+        )

@@ -6,7 +6,8 @@ Subjects (tokens are validated ``Token`` strings, so they never contain dots or 
     ep.session.<session>.events             SessionOpened, SourceOpened, SourceClosed, SessionClosed
     ep.session.<session>.feed               aggregator's live session updates (core NATS)
     ep.transcript.<engine>.<session>.<src>  TranscriptPartial, TranscriptFinal, SourceTranscribed
-    ep.job.<engine>                         TranscriptionJob (work queue)
+    ep.job.<engine>                         TranscriptionJob (work queue; each engine's workers
+                                            create their consumer, so any engine name works)
     ep.status.<engine>.<worker>             WorkerStatus (core NATS)
 
 Speech boundaries travel in the audio subject, not only beside it, so a worker reading one
@@ -37,8 +38,6 @@ SESSION_STREAM = "EP_SESSIONS"
 TRANSCRIPT_STREAM = "EP_TRANSCRIPTS"
 JOB_STREAM = "EP_JOBS"
 CHECKPOINT_BUCKET = "ep_checkpoints"
-
-ENGINES = ("whisper", "voxtral")
 
 HOUR = 3600.0
 
@@ -88,8 +87,8 @@ def worker_consumer(engine: str) -> str:
     return f"{engine}-worker"
 
 
-AGGREGATOR_SUMMARY = f"{PREFIX}.aggregator.summary"
-"""Request/reply (core NATS): a SummaryRequest is answered with a SummaryReply."""
+AGGREGATOR_SESSION = f"{PREFIX}.aggregator.session"
+"""Request/reply (core NATS): a StoredSessionRequest is answered with a StoredSessionReply."""
 
 AGGREGATOR_QUEUE = "aggregator"
 """Queue group of the aggregators' request/reply subscriptions, so one of them answers."""
@@ -245,13 +244,22 @@ def checkpoint_bucket_config(limits: TopologyLimits) -> KeyValueConfig:
 
 
 async def ensure_topology(js: JetStreamContext, limits: TopologyLimits | None = None) -> None:
-    """Create or update every stream, consumer and bucket; a no-op when they already match."""
+    """Create or update every stream and bucket; a no-op when they already match.
+
+    An engine's job consumer is its workers' to create (``ensure_worker_consumer``): jobs for an
+    engine no worker has served yet wait in the work queue until one starts.
+    """
     limits = limits or TopologyLimits()
     for config in stream_configs(limits):
         await _ensure_stream(js, config)
-    for engine in ENGINES:
-        await js.add_consumer(JOB_STREAM, worker_consumer_config(engine, limits))
     await _ensure_bucket(js, checkpoint_bucket_config(limits))
+
+
+async def ensure_worker_consumer(
+    js: JetStreamContext, engine: str, limits: TopologyLimits | None = None
+) -> None:
+    """Create or update the job consumer of ``engine``; a no-op when it already matches."""
+    await js.add_consumer(JOB_STREAM, worker_consumer_config(engine, limits or TopologyLimits()))
 
 
 async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from echostream_shared.config import ServiceSettings
+from echostream_shared.config import WorkerSettings
 
 DEFAULT_MODEL = "mistralai/Voxtral-Mini-4B-Realtime-2602"
 REALTIME_PATH = "/v1/realtime"
-
-
-def default_worker_id() -> str:
-    """Host name and process id: unique per process, readable in status reports."""
-    host = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in socket.gethostname())
-    return f"{host[:40]}-{os.getpid()}"
 
 
 def realtime_url(url: str) -> str:
@@ -33,7 +25,7 @@ def realtime_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
-class VoxtralWorkerSettings(ServiceSettings):
+class VoxtralWorkerSettings(WorkerSettings):
     """How a Voxtral worker runs."""
 
     model_config = SettingsConfigDict(env_prefix="ECHOSTREAM_VOXTRAL_")
@@ -86,18 +78,6 @@ class VoxtralWorkerSettings(ServiceSettings):
         default=2.0,
         ge=0,
         description="how late capture may report a speech start; silence older is forgotten",
-    )
-    degrade_lag_s: float = Field(
-        default=2.0, gt=0, description="above this lag the worker reports degraded, takes no jobs"
-    )
-    source_idle_timeout_s: float = Field(
-        default=300.0, gt=0, description="a source with no audio this long is treated as closed"
-    )
-    status_interval_s: float = Field(default=5.0, gt=0, description="worker status period")
-    worker_id: str = Field(
-        default_factory=default_worker_id,
-        pattern=r"^[A-Za-z0-9_-]{1,64}$",
-        description="name in status reports; default host name and process id",
     )
 
     @field_validator("delay_ms")

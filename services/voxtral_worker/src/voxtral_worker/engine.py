@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from echostream_shared import messages as m
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
-from echostream_shared.jobs.updates import Resume
+from echostream_shared.jobs.updates import ResumePoint
 from voxtral_worker.config import VoxtralWorkerSettings
 from voxtral_worker.servers import ServerPool
 from voxtral_worker.stream import StreamOptions, VoxtralStream
@@ -40,7 +40,7 @@ class VoxtralEngine:
         self._options = stream_options(settings)
 
     def open_stream(
-        self, job: m.TranscriptionJob, resume: Resume | None, sink: TranscriptSink
+        self, job: m.TranscriptionJob, resume: ResumePoint | None, sink: TranscriptSink
     ) -> EngineStream:
         return VoxtralStream(resume, sink, self._pool, self._options)
 

@@ -22,20 +22,20 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Resume
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoint, TimedWord
 
 BoundaryKind = Literal["start", "end"]
 
 
 @dataclass(frozen=True, slots=True)
-class Final:
+class CheckpointedFinal:
     """A final and where the stream stands right after it (its checkpoint)."""
 
     update: FinalUpdate
-    resume: Resume
+    resume: ResumePoint
 
 
-Update = PartialUpdate | Final
+SegmenterOutput = PartialUpdate | CheckpointedFinal
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class Token:
 class Segmenter:
     """Feed it tokens and boundaries in their own orders; it returns the updates they cause."""
 
-    def __init__(self, resume: Resume | None, *, max_segment: int, vad_latency: int) -> None:
+    def __init__(self, resume: ResumePoint | None, *, max_segment: int, vad_latency: int) -> None:
         self.done = resume.done if resume else 0
         state = resume.state if resume else {}
         self._open: int | None = state.get("segment_start")
@@ -63,31 +63,31 @@ class Segmenter:
     def in_speech(self) -> bool:
         return self._open is not None or bool(self._boundaries)
 
-    def resume(self) -> Resume:
+    def resume(self) -> ResumePoint:
         state: dict[str, int | None] = {"segment_start": self._open, "revision": self._revision}
-        return Resume(self.done, state)
+        return ResumePoint(self.done, state)
 
     def restart(self) -> int:
         """A new generation starts at ``done``; tokens after it will come again."""
         self._tokens.clear()
         return self.done
 
-    def on_token(self, text: str, start: int, end: int, *, heard_to: int) -> list[Update]:
+    def on_token(self, text: str, start: int, end: int, *, heard_to: int) -> list[SegmenterOutput]:
         """A token transcribing source ``[start, end)``; the server has audio up to ``heard_to``."""
         self._tokens.append(Token(text, start, end))
         updates = self._advance()
         self._forget_silence(heard_to)
         return updates
 
-    def on_started(self, sample: int) -> list[Update]:
+    def on_started(self, sample: int) -> list[SegmenterOutput]:
         self._boundaries.append(("start", sample))
         return self._advance()
 
-    def on_ended(self, sample: int) -> list[Update]:
+    def on_ended(self, sample: int) -> list[SegmenterOutput]:
         self._boundaries.append(("end", sample))
         return self._advance()
 
-    def on_closed(self, end_sample: int) -> list[Update]:
+    def on_closed(self, end_sample: int) -> list[SegmenterOutput]:
         """Every token is in: flush the pending boundaries and the rest of the text."""
         updates = self._advance(closing=True)
         text = self._text(len(self._tokens))
@@ -97,8 +97,8 @@ class Segmenter:
         self.done = max(self.done, end_sample)
         return updates
 
-    def _advance(self, closing: bool = False) -> list[Update]:
-        updates: list[Update] = []
+    def _advance(self, closing: bool = False) -> list[SegmenterOutput]:
+        updates: list[SegmenterOutput] = []
         while self._boundaries:
             kind, sample = self._boundaries[0]
             if kind == "start":
@@ -120,7 +120,7 @@ class Segmenter:
             updates += self._partial()
         return updates
 
-    def _partial(self) -> list[Update]:
+    def _partial(self) -> list[SegmenterOutput]:
         assert self._open is not None
         text = self._text(len(self._tokens))
         if len(text) <= len(self._shown):
@@ -130,7 +130,7 @@ class Segmenter:
         end = self._tokens[-1].end if self._tokens else self._open
         return [PartialUpdate(self._open, max(end, self._open), self._revision, text)]
 
-    def _cut_long_segment(self) -> list[Update]:
+    def _cut_long_segment(self) -> list[SegmenterOutput]:
         if self._open is None or not self._tokens:
             return []
         if self._tokens[-1].end - self._open <= self._max_segment:
@@ -142,15 +142,21 @@ class Segmenter:
         cut = starts[-1]
         return [self._final(self._open, self._tokens[cut].start, cut, still_speaking=True)]
 
-    def _final(self, start: int, end: int, cut: int, still_speaking: bool = False) -> Final:
+    def _final(
+        self, start: int, end: int, cut: int, still_speaking: bool = False
+    ) -> CheckpointedFinal:
         text = self._text(cut)
+        words = tuple(  # on the segment's span, as every engine's words are
+            TimedWord(w.text, min(max(w.start, start), end), min(max(w.end, start), end))
+            for w in self._words(cut)
+        )
         if cut:
             self.done = max(self.done, self._tokens[cut - 1].end)
         del self._tokens[:cut]
         self._open = self.done if still_speaking else None
         self._revision = 0
         self._shown = ""
-        return Final(FinalUpdate(start, end, text), self.resume())
+        return CheckpointedFinal(FinalUpdate(start, end, text, words), self.resume())
 
     def _forget_silence(self, heard_to: int) -> None:
         if self.in_speech:
@@ -167,3 +173,15 @@ class Segmenter:
 
     def _text(self, count: int) -> str:
         return "".join(token.text for token in self._tokens[:count]).strip()
+
+    def _words(self, count: int) -> tuple[TimedWord, ...]:
+        """The first ``count`` tokens as words: a token that starts with a space starts a word."""
+        words: list[TimedWord] = []
+        for token in self._tokens[:count]:
+            if token.text[:1].isspace() or not words:
+                if token.text.strip():
+                    words.append(TimedWord(token.text.strip(), token.start, token.end))
+            elif token.text:
+                last = words[-1]
+                words[-1] = TimedWord(last.text + token.text, last.start, token.end)
+        return tuple(words)

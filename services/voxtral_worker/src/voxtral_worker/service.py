@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from echostream_shared.jobs.worker import JobWorker, WorkerOptions
+from echostream_shared.jobs.worker import JobWorker
 from voxtral_worker import metrics
 from voxtral_worker.config import VoxtralWorkerSettings
 from voxtral_worker.engine import VoxtralEngine
@@ -10,11 +10,4 @@ from voxtral_worker.engine import VoxtralEngine
 
 def voxtral_worker(settings: VoxtralWorkerSettings) -> JobWorker:
     """A ``Service`` that takes voxtral jobs while its vLLM servers have free stream slots."""
-    options = WorkerOptions(
-        worker_id=settings.worker_id,
-        status_interval_s=settings.status_interval_s,
-        degrade_lag_s=settings.degrade_lag_s,
-        source_idle_timeout_s=settings.source_idle_timeout_s,
-        ack_wait_s=settings.job_ack_wait_s,
-    )
-    return JobWorker(VoxtralEngine(settings), options, metrics.JOB)
+    return JobWorker(VoxtralEngine(settings), settings.worker_options(), metrics.JOB)

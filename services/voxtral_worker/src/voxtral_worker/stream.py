@@ -19,11 +19,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from echostream_shared import messages as m
 from echostream_shared.jobs.stream import HandBack, TranscriptSink
-from echostream_shared.jobs.updates import PartialUpdate, Resume
+from echostream_shared.jobs.updates import PartialUpdate, ResumePoint
 from echostream_shared.logging import get_logger
 from voxtral_worker import metrics, protocol
 from voxtral_worker.audio_buffer import AudioBuffer
-from voxtral_worker.segmenter import Final, Segmenter, Update
+from voxtral_worker.segmenter import CheckpointedFinal, Segmenter, SegmenterOutput
 from voxtral_worker.servers import ServerPool
 from voxtral_worker.timeline import SAMPLES_PER_TOKEN, Timeline
 
@@ -79,7 +79,7 @@ class VoxtralStream:
 
     def __init__(
         self,
-        resume: Resume | None,
+        resume: ResumePoint | None,
         sink: TranscriptSink,
         pool: ServerPool,
         options: StreamOptions,
@@ -124,7 +124,7 @@ class VoxtralStream:
     async def on_speech_ended(self, sample: int) -> None:
         await self._apply(lambda: self._segmenter.on_ended(sample))
 
-    async def on_closed(self, end_sample: int) -> Resume:
+    async def on_closed(self, end_sample: int) -> ResumePoint:
         self._closing_at = self._audio.end
         self._wake.set()
         try:
@@ -147,10 +147,10 @@ class VoxtralStream:
             self._released = True
             self._pool.release(self._url)
 
-    async def _apply(self, step: Callable[[], list[Update]]) -> None:
+    async def _apply(self, step: Callable[[], list[SegmenterOutput]]) -> None:
         async with self._lock:
             for update in step():
-                if isinstance(update, Final):
+                if isinstance(update, CheckpointedFinal):
                     await self._sink.final(update.update, update.resume)
                 elif isinstance(update, PartialUpdate):
                     await self._sink.partial(update)

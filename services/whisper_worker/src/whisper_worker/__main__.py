@@ -8,7 +8,7 @@ import sys
 from echostream_shared.logging import configure_logging, get_logger
 from echostream_shared.runtime import EXIT_FAILED, run_service
 from whisper_worker.config import WhisperWorkerSettings
-from whisper_worker.engine import WhisperEngine
+from whisper_worker.engine import whisper_transcriber
 from whisper_worker.model_file import ModelFileError
 from whisper_worker.service import whisper_worker
 
@@ -17,11 +17,11 @@ def main() -> int:
     settings = WhisperWorkerSettings()
     configure_logging("whisper-worker", settings.log_level, settings.log_format)
     try:
-        engine = WhisperEngine(settings)
+        transcriber = whisper_transcriber(settings)
     except ModelFileError as exc:
         get_logger("main").error("model.invalid", error=str(exc))
         return EXIT_FAILED
-    return run_service(whisper_worker(settings, engine), settings)
+    return run_service(whisper_worker(settings, transcriber), settings)
 
 
 def exit_now(code: int) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 # whisper.cpp's OpenMP threads spin while they wait. When another process holds one of the two
 # cores, a 2-thread decode then waits a scheduler slice at every barrier: 25 s instead of 2 s for
@@ -37,38 +37,16 @@ import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 from pywhispercpp.model import Model  # noqa: E402
 
-from whisper_worker import guards  # noqa: E402
+from echostream_shared.segmented import guards  # noqa: E402
+from echostream_shared.segmented.decoding import Decoded, DecodedWord, Purpose  # noqa: E402
 from whisper_worker.model_file import ModelInfo, validate_model_file  # noqa: E402
 
-Purpose = Literal["final", "partial"]
 SAMPLE_RATE = 16_000
 FULL_AUDIO_CTX = 1500  # encoder frames in Whisper's 30 s window
 CTX_PER_SECOND = 50
 MIN_PARTIAL_CTX = 256
 PARTIAL_TOKENS_PER_S = 5.0  # a cap on partial decodes, above fast speech (~4 tokens/s)
 FINAL_TOKENS_PER_S = 7.0
-
-
-@dataclass(frozen=True, slots=True)
-class Word:
-    text: str
-    start_s: float  # relative to the start of the decoded audio
-    end_s: float
-    probability: float
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    text: str
-    words: tuple[Word, ...]
-    language: str
-    confidence: float | None  # mean token probability of the raw decode
-    decode_s: float  # wall seconds spent in whisper.cpp (0 when a guard skipped decoding)
-    cpu_s: float  # decode_s times the threads used (an upper bound on the CPU it took)
-    audio_s: float
-    audio_ctx: int  # 0 = full 30 s context
-    purpose: Purpose
-    rejected: str | None = None  # "silence", "non_speech" or "hallucination"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +94,7 @@ def as_float32(audio: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
 
 @dataclass(frozen=True, slots=True)
 class _Raw:
-    words: tuple[Word, ...]
+    words: tuple[DecodedWord, ...]
     language: str
     confidence: float | None
     decode_s: float
@@ -290,22 +268,14 @@ class WhisperTranscriber:
     def _guarded(
         self, raw: _Raw, peak: float, params: dict[str, Any], audio_s: float, purpose: Purpose
     ) -> Decoded:
-        cfg = self.config.guards
-        words = [raw.words[i] for i in guards.annotation_keep([w.text for w in raw.words])]
-        words = [words[i] for i in guards.repetition_keep([w.text for w in words], cfg)]
-        text = " ".join(w.text for w in words)
-        rejected: str | None = None
-        if raw.words and not words:
-            rejected = "non_speech"
-        elif guards.is_hallucination(text, confidence=raw.confidence, peak_dbfs=peak, config=cfg):
-            rejected = "hallucination"
-        if rejected is not None:
-            text, words = "", []
+        words, rejected = guards.screen(
+            raw.words, confidence=raw.confidence, peak_dbfs=peak, config=self.config.guards
+        )
         cpu = raw.decode_s * params["n_threads"]
         ctx = params["audio_ctx"]
         return Decoded(
-            text,
-            tuple(words),
+            " ".join(w.text for w in words),
+            words,
             raw.language,
             raw.confidence,
             raw.decode_s,
@@ -317,10 +287,10 @@ class WhisperTranscriber:
         )
 
 
-def _words(ctx: Any) -> tuple[list[Word], list[float]]:
+def _words(ctx: Any) -> tuple[list[DecodedWord], list[float]]:
     """Words from whisper.cpp's token data: a token starting with a space starts a new word."""
     eot = pw.whisper_token_eot(ctx)
-    words: list[Word] = []
+    words: list[DecodedWord] = []
     probs: list[float] = []
     pieces: list[bytes] = []
     tokens: list[Any] = []
@@ -341,9 +311,9 @@ def _words(ctx: Any) -> tuple[list[Word], list[float]]:
     return [w for w in words if w.text], probs
 
 
-def _word(pieces: Sequence[bytes], tokens: Sequence[Any]) -> Word:
+def _word(pieces: Sequence[bytes], tokens: Sequence[Any]) -> DecodedWord:
     text = b"".join(pieces).decode("utf-8", errors="replace").strip()
     start = min(int(t.t0) for t in tokens) / 100.0
     end = max(int(t.t1) for t in tokens) / 100.0
     prob = float(np.mean([float(t.p) for t in tokens]))
-    return Word(text, start, max(start, end), prob)
+    return DecodedWord(text, start, max(start, end), prob)

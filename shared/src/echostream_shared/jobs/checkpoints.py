@@ -9,7 +9,7 @@ import msgpack
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from echostream_shared.jobs.updates import Resume
+from echostream_shared.jobs.updates import ResumePoint
 from echostream_shared.topology import checkpoint_key
 
 
@@ -21,7 +21,7 @@ class CheckpointError(Exception):
 class Checkpoint:
     """A stream's resume point plus where in the audio stream a successor must replay from."""
 
-    resume: Resume
+    resume: ResumePoint
     replay_from_seq: int
     finals: int = 0
     closed: bool = False
@@ -65,7 +65,7 @@ def unpack(data: bytes) -> Checkpoint:
     try:
         raw: dict[str, Any] = msgpack.unpackb(data, raw=False)
         return Checkpoint(
-            resume=Resume(done=int(raw["done"]), state=dict(raw["state"])),
+            resume=ResumePoint(done=int(raw["done"]), state=dict(raw["state"])),
             replay_from_seq=int(raw["replay_from_seq"]),
             finals=int(raw["finals"]),
             closed=bool(raw["closed"]),

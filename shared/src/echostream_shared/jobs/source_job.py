@@ -23,12 +23,12 @@ from echostream_shared.jobs.checkpoints import Checkpoint, CheckpointError, Chec
 from echostream_shared.jobs.metrics import JobMetrics
 from echostream_shared.jobs.publisher import TranscriptPublisher
 from echostream_shared.jobs.stream import EngineStream, HandBack, TranscriptSink
-from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Resume
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoint
 from echostream_shared.logging import get_logger
 
 log = get_logger("source_job")
 
-StreamFactory = Callable[[m.TranscriptionJob, Resume | None, TranscriptSink], EngineStream]
+StreamFactory = Callable[[m.TranscriptionJob, ResumePoint | None, TranscriptSink], EngineStream]
 """Opens an engine stream for a job, fresh or resumed, reporting to the sink."""
 
 HAND_BACK_DELAY_S = 5.0
@@ -222,14 +222,14 @@ class SourceJob:
                 self._metrics.first_partial_latency, update.segment_start, partial.emitted_at
             )
 
-    async def publish_final(self, update: FinalUpdate, resume: Resume) -> None:
+    async def publish_final(self, update: FinalUpdate, resume: ResumePoint) -> None:
         """Publish a final and store the checkpoint after it, as one step a stop cannot split."""
         task = asyncio.create_task(self._publish_final(update, resume))
         self._finalizing.add(task)
         task.add_done_callback(self._finalizing.discard)
         await asyncio.shield(task)
 
-    async def _publish_final(self, update: FinalUpdate, resume: Resume) -> None:
+    async def _publish_final(self, update: FinalUpdate, resume: ResumePoint) -> None:
         # An empty final only retracts partials; a segment nobody saw needs no message.
         if update.text or update.segment_start in self._with_partials:
             final = await self._publisher.final(update)
@@ -240,7 +240,7 @@ class SourceJob:
             log.info("transcript.final", segment_id=final.segment_id, chars=len(final.text))
         await self._save_checkpoint(resume, closed=False)
 
-    async def _save_checkpoint(self, resume: Resume, closed: bool) -> None:
+    async def _save_checkpoint(self, resume: ResumePoint, closed: bool) -> None:
         while self._chunks and self._chunks[0].end_sample <= resume.done:
             self._chunks.popleft()
         replay_from = self._chunks[0].stream_seq if self._chunks else self._last_seq + 1
@@ -273,7 +273,7 @@ class _Sink:
     async def partial(self, update: PartialUpdate) -> None:
         await self._job.publish_partial(update)
 
-    async def final(self, update: FinalUpdate, resume: Resume) -> None:
+    async def final(self, update: FinalUpdate, resume: ResumePoint) -> None:
         await self._job.publish_final(update, resume)
 
 

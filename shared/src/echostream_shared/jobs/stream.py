@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from echostream_shared import messages as m
-from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Resume
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoint
 
 
 class HandBack(Exception):
@@ -17,7 +17,7 @@ class TranscriptSink(Protocol):
 
     async def partial(self, update: PartialUpdate) -> None: ...
 
-    async def final(self, update: FinalUpdate, resume: Resume) -> None: ...
+    async def final(self, update: FinalUpdate, resume: ResumePoint) -> None: ...
 
 
 class EngineStream(Protocol):
@@ -33,7 +33,7 @@ class EngineStream(Protocol):
 
     async def on_speech_ended(self, sample: int) -> None: ...
 
-    async def on_closed(self, end_sample: int) -> Resume:
+    async def on_closed(self, end_sample: int) -> ResumePoint:
         """Flush every final up to ``end_sample``; returns the stream's last resume point."""
         ...
 

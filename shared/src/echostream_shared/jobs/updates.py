@@ -40,7 +40,7 @@ class FinalUpdate:
 
 
 @dataclass(frozen=True, slots=True)
-class Resume:
+class ResumePoint:
     """Where a stream stands after a final: what a successor needs to carry on.
 
     ``done`` is the sample up to which every final is published, so a successor replays audio

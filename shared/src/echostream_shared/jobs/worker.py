@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from nats.aio.msg import Msg
@@ -19,8 +19,9 @@ from echostream_shared.jobs.checkpoints import CheckpointStore
 from echostream_shared.jobs.metrics import JobMetrics
 from echostream_shared.jobs.source_job import Outcome, SourceJob
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
-from echostream_shared.jobs.updates import Resume
+from echostream_shared.jobs.updates import ResumePoint
 from echostream_shared.logging import get_logger
+from echostream_shared.topology import TopologyLimits
 
 log = get_logger("worker")
 
@@ -29,10 +30,10 @@ class Engine(Protocol):
     """What a worker needs from its engine besides streams."""
 
     name: str
-    """The engine token: ``whisper``, ``voxtral``."""
+    """The engine token (``whisper``, ``fasterwhisper``, ``voxtral``): subjects, ids, metrics."""
 
     def open_stream(
-        self, job: m.TranscriptionJob, resume: Resume | None, sink: TranscriptSink
+        self, job: m.TranscriptionJob, resume: ResumePoint | None, sink: TranscriptSink
     ) -> EngineStream:
         """A stream for the job, fresh or resumed; see ``source_job.StreamFactory``."""
         ...
@@ -54,13 +55,14 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How the job loop runs."""
+    """How the job loop runs; ``WorkerSettings.worker_options()`` builds it from the environment."""
 
     worker_id: str
     status_interval_s: float = 5.0
     degrade_lag_s: float = 2.0
     source_idle_timeout_s: float = 300.0
-    ack_wait_s: float = 30.0
+    limits: TopologyLimits = field(default_factory=TopologyLimits)
+    """The work-queue consumer the worker creates (ack wait, redeliveries, replicas)."""
 
 
 class JobWorker:
@@ -74,7 +76,7 @@ class JobWorker:
         self._jobs: dict[asyncio.Task[Outcome], SourceJob] = {}
         self._state: m.WorkerState = "ok"
         self._detail = ""
-        self._ack_wait_s = options.ack_wait_s
+        self._ack_wait_s = options.limits.job_ack_wait_s
 
     @property
     def state(self) -> m.WorkerState:
@@ -108,6 +110,7 @@ class JobWorker:
             await self._engine.aclose()
 
     async def _take_jobs(self, bus: Bus, checkpoints: CheckpointStore, stop: asyncio.Event) -> None:
+        await t.ensure_worker_consumer(bus.js, self._engine.name, self._options.limits)
         queue = await bus.js.pull_subscribe_bind(
             t.worker_consumer(self._engine.name), stream=t.JOB_STREAM
         )

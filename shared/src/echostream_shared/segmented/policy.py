@@ -1,11 +1,11 @@
-"""The streaming policy for one (session, source): revisable partials, one immutable final per segment.
+"""The streaming policy for one (session, source) on a batch engine: revisable partials, one
+immutable final per segment.
 
-Cost model (tiny.en, 2 cores): whisper.cpp's encoder runs a fixed window whatever the clip length,
-Whisper's full 30 s unless ``audio_ctx`` shrinks it. Finals decode their segment with the window cut
-to the audio plus a 5 s margin (``TranscriberConfig.final_ctx_margin``): on the dev split that is as
-accurate as the full window at ~40 % of its CPU, so a 7-10 s segment's final costs about what
-decoding the same audio offline does, instead of 2x. A reduced-context one-thread partial costs
-~0.1 CPU-s (1 s of audio) to ~0.4 (5 s). So:
+It holds no engine-specific logic: an engine supplies a ``Transcriber``, and the policy decides
+what to decode and when. Costs below are whisper.cpp's on tiny.en and 2 cores, which the defaults
+were tuned on. A final decodes its segment once (with the window cut to the audio plus a margin,
+as accurate as Whisper's full window at ~40 % of its CPU); a one-thread partial of 1-5 s of audio
+costs ~0.1-0.4 CPU-s. So:
 
 * a final is decoded once per segment when the capture's VAD says speech ended, or when speech runs
   past ``max_segment_s`` (then the cut falls in the widest word gap near the end and the rest of the
@@ -13,14 +13,15 @@ decoding the same audio offline does, instead of 2x. A reduced-context one-threa
 * a segment's first partial is tried as soon as ``first_partial_s`` of it is buffered, and retried
   every ``retry_interval_s`` until it shows text (well under a second of speech often decodes to
   nothing); later partials come at most every ``partial_interval_s``;
-* partials decode only the recent audio (``partial_window_s``, reduced context, one thread) after a
-  frozen prefix of earlier partial words, and only while a CPU token bucket has credit: it earns
+* partials decode only the recent audio (``partial_window_s``) after a frozen prefix of earlier
+  partial words, and only while a CPU token bucket has credit: it earns
   ``partial_cpu_per_audio_s`` CPU-seconds per second of audio, so partial cost per audio second is
   bounded whatever the decode costs, and partials thin out by themselves when decodes get slower.
   A segment's first try always goes and its retries may spend the last ``partial_cpu_reserve_s``;
   later partials may not, so every segment can show text soon after its onset;
-* when the service reports lag (``lag_s``) above ``max_lag_for_partials_s``, partials stop (a
-  segment's first partial tolerates twice that); finals never do.
+* when the job reports lag (``lag_s``) above ``max_lag_for_partials_s`` (workers set it to half
+  their ``degrade_lag_s``), partials stop (a segment's first partial tolerates twice that); finals
+  never do.
 
 Everything a final depends on (segment starts, cut points, pads) is a function of the audio and the
 boundary events alone, never of timing or partials, so a replay from a checkpoint gives the same finals.
@@ -29,36 +30,23 @@ boundary events alone, never of timing or partials, so a replay from a checkpoin
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from echostream_shared.jobs.updates import (
-    FinalUpdate as FinalUpdate,
-    PartialUpdate as PartialUpdate,
-    TimedWord as TimedWord,
-    Update as Update,
-)
-from whisper_worker.guards import boundary_overlap
-from whisper_worker.transcriber import Decoded, Purpose
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, TimedWord, Update
+from echostream_shared.segmented.decoding import Decoded, Purpose, Transcriber
+from echostream_shared.segmented.guards import boundary_overlap
 
 SAMPLE_RATE = 16_000
 ENERGY_FRAME = 320  # 20 ms, to place a forced cut in the quietest spot of a word gap
 MAX_GAP_FILL = 2 * SAMPLE_RATE  # a larger jump in the sample clock restarts the buffer
-# CPU-s of a one-thread tiny.en partial ~ a + b * audio seconds (measured on 2 cores); each
-# stream scales it by what its decodes actually cost, to predict whether a partial fits the budget
-PARTIAL_COST_SHAPE = (0.15, 0.065)
-
-
-class Transcriber(Protocol):
-    async def transcribe(
-        self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
-    ) -> Decoded: ...
 
 
 @dataclass(frozen=True, slots=True)
-class StreamCheckpoint:
+class SegmenterState:
+    """What a ``SegmentedStream`` needs to carry on after a final (see ``job_stream``)."""
+
     done: int  # finals are complete up to this sample: replay audio from here
     in_speech: bool
     segment_start: int | None  # start of the open segment, if any
@@ -68,7 +56,9 @@ class StreamCheckpoint:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamConfig:
+class SegmentPolicy:
+    """When partials and finals are decoded; the defaults suit tiny.en on 2 cores."""
+
     max_segment_s: float = 25.0  # with the pad, still inside Whisper's 30 s window
     min_segment_s: float = 0.25  # shorter VAD segments are not decoded (Whisper invents text)
     pad_s: float = 0.2  # audio decoded before a VAD onset, in case it clipped one (never before the last final)
@@ -85,6 +75,9 @@ class StreamConfig:
     tail_words: int = 8
     dedup_max_gap_s: float = 1.0  # head words this close to the previous final may repeat it
     idle_keep_s: float = 2.0  # audio kept outside speech, for a boundary that lies in the past
+    # CPU-s of a partial ~ a + b * audio seconds (whisper.cpp tiny.en, one thread, 2 cores); each
+    # stream scales it by what its decodes actually cost, to predict whether a partial fits the budget
+    partial_cost_shape: tuple[float, float] = (0.15, 0.065)
 
 
 @dataclass(slots=True)
@@ -112,18 +105,18 @@ def _samples(seconds: float) -> int:
     return round(seconds * SAMPLE_RATE)
 
 
-class SourceStream:
+class SegmentedStream:
     """Feed it audio and VAD events in stream order; it returns the transcript updates they cause."""
 
     def __init__(
         self,
         transcriber: Transcriber,
-        config: StreamConfig | None = None,
-        resume: StreamCheckpoint | None = None,
+        config: SegmentPolicy | None = None,
+        resume: SegmenterState | None = None,
     ) -> None:
         self.transcriber = transcriber
-        self.config = config or StreamConfig()
-        self.lag_s = 0.0  # set by the service: how far behind real time this stream is
+        self.config = config or SegmentPolicy()
+        self.lag_s = 0.0  # set by the job: how far behind real time this stream is
         self.stats = StreamStats()
         self._buf = np.zeros(0, dtype=np.int16)
         self._buf_start = 0
@@ -185,9 +178,9 @@ class SourceStream:
         self._closed = True
         return updates
 
-    def checkpoint(self) -> StreamCheckpoint:
+    def state(self) -> SegmenterState:
         seg = self._seg_start if self._speaking else None
-        return StreamCheckpoint(
+        return SegmenterState(
             self._done, self._in_speech, seg, self._events_seen, self._tail, self._after_cut
         )
 
@@ -316,14 +309,14 @@ class SourceStream:
             return True
         if self._partial.revision == 0:
             return self._credit > 0
-        a, b = PARTIAL_COST_SHAPE
+        a, b = self.config.partial_cost_shape
         predicted = self._cost_scale * (a + b * audio_s)
         return self._credit - predicted >= self.config.partial_cpu_reserve_s
 
     def _charge(self, decoded: Decoded) -> None:
         self._credit -= decoded.cpu_s
         if decoded.cpu_s > 0:  # learn how this machine compares with the cost shape
-            a, b = PARTIAL_COST_SHAPE
+            a, b = self.config.partial_cost_shape
             self._cost_scale += 0.3 * (decoded.cpu_s / (a + b * decoded.audio_s) - self._cost_scale)
 
     def _partial_due(self) -> bool:
@@ -426,7 +419,7 @@ class SourceStream:
             self._buf = self._buf[keep - self._buf_start :].copy()
             self._buf_start = keep
 
-    def _resume(self, ckpt: StreamCheckpoint) -> None:
+    def _resume(self, ckpt: SegmenterState) -> None:
         self._done = self._buf_start = ckpt.done
         self._in_speech = ckpt.in_speech
         self._events_seen = ckpt.events_seen

@@ -1,9 +1,11 @@
 """Guards against Whisper's known failure modes, as small pure functions.
 
 Whisper invents text on silence ("Thank you.", "[BLANK_AUDIO]"), loops on a phrase, and, when audio
-is cut into windows, repeats the words at a cut. These checks run on every decode before any text
-leaves the worker. Word-level functions take plain strings and return indices or counts, so callers
-keep their own word types (timestamps, probabilities).
+is cut into windows, repeats the words at a cut (``reference/peers-streaming-asr.md`` §8). Every
+engine's transcriber skips near-silent clips and passes each decode through ``screen`` before any
+text leaves the worker; the segmented stream drops repeated words at a forced cut with
+``boundary_overlap``. Word-level functions take plain strings and return indices or counts, so
+callers keep their own word types (timestamps, probabilities).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from echostream_shared.segmented.decoding import DecodedWord, Rejection
 
 FRAME = 480  # 30 ms at 16 kHz
 
@@ -168,3 +172,21 @@ def boundary_overlap(prev_tail: Sequence[str], head: Sequence[str], max_words: i
         if tail[-k:] == first[:k] and all(first[:k]):
             return k
     return 0
+
+
+def screen(
+    words: Sequence[DecodedWord],
+    *,
+    confidence: float | None,
+    peak_dbfs: float,
+    config: GuardConfig = GuardConfig(),
+) -> tuple[tuple[DecodedWord, ...], Rejection | None]:
+    """A decode's words without annotations and loops, or none and why when it is not speech."""
+    kept = [words[i] for i in annotation_keep([w.text for w in words])]
+    kept = [kept[i] for i in repetition_keep([w.text for w in kept], config)]
+    if words and not kept:
+        return (), "non_speech"
+    text = " ".join(w.text for w in kept)
+    if is_hallucination(text, confidence=confidence, peak_dbfs=peak_dbfs, config=config):
+        return (), "hallucination"
+    return tuple(kept), None

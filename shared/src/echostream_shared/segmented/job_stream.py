@@ -1,4 +1,4 @@
-"""A whisper ``SourceStream`` as the job machinery's ``EngineStream``."""
+"""A ``SegmentedStream`` as the job machinery's ``EngineStream``."""
 
 from __future__ import annotations
 
@@ -11,28 +11,28 @@ import numpy as np
 
 from echostream_shared import messages as m
 from echostream_shared.jobs.stream import TranscriptSink
-from echostream_shared.jobs.updates import FinalUpdate, Resume, TimedWord, Update
-from whisper_worker.streaming import SourceStream, StreamCheckpoint
+from echostream_shared.jobs.updates import FinalUpdate, ResumePoint, TimedWord, Update
+from echostream_shared.segmented.policy import SegmentedStream, SegmenterState
 
 
-def resume_of(checkpoint: StreamCheckpoint) -> Resume:
-    return Resume(checkpoint.done, asdict(checkpoint))
+def resume_point(state: SegmenterState) -> ResumePoint:
+    return ResumePoint(state.done, asdict(state))
 
 
-def checkpoint_of(resume: Resume) -> StreamCheckpoint:
-    """The stream state saved by ``resume_of``; a foreign layout raises ``TypeError``/``KeyError``."""
+def segmenter_state(resume: ResumePoint) -> SegmenterState:
+    """The state saved by ``resume_point``; a foreign layout raises ``TypeError``/``KeyError``."""
     state: dict[str, Any] = dict(resume.state)
     tail = tuple(TimedWord(**word) for word in state.pop("tail"))
-    return StreamCheckpoint(**state, tail=tail)
+    return SegmenterState(**state, tail=tail)
 
 
-class WhisperJobStream:
-    """Feeds one job's audio to a ``SourceStream`` and reports its updates to the job's sink."""
+class SegmentedJobStream:
+    """Feeds one job's audio to a ``SegmentedStream`` and reports its updates to the job's sink."""
 
-    def __init__(self, stream: SourceStream, sink: TranscriptSink) -> None:
+    def __init__(self, stream: SegmentedStream, sink: TranscriptSink) -> None:
         self._stream = stream
         self._sink = sink
-        self._resume = resume_of(stream.checkpoint())
+        self._resume = resume_point(stream.state())
         self._busy_s = 0.0
 
     @property
@@ -51,15 +51,15 @@ class WhisperJobStream:
     async def on_speech_ended(self, sample: int) -> None:
         await self._report(await self._timed(self._stream.on_speech_ended(sample)))
 
-    async def on_closed(self, end_sample: int) -> Resume:
+    async def on_closed(self, end_sample: int) -> ResumePoint:
         await self._report(await self._timed(self._stream.on_closed(end_sample)))
-        return resume_of(self._stream.checkpoint())
+        return resume_point(self._stream.state())
 
     def failure(self) -> BaseException | None:
         return None
 
     async def aclose(self) -> None:
-        """Nothing to release: the decoders belong to the engine."""
+        """Nothing to release: the transcriber belongs to the engine."""
 
     async def _timed(self, work: Awaitable[list[Update]]) -> list[Update]:
         started = time.perf_counter()
@@ -70,7 +70,7 @@ class WhisperJobStream:
 
     async def _report(self, updates: list[Update]) -> None:
         finals = [i for i, update in enumerate(updates) if isinstance(update, FinalUpdate)]
-        after = resume_of(self._stream.checkpoint()) if finals else self._resume
+        after = resume_point(self._stream.state()) if finals else self._resume
         for i, update in enumerate(updates):
             if not isinstance(update, FinalUpdate):
                 await self._sink.partial(update)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whisper_worker import guards
-from whisper_worker.guards import GuardConfig
+from echostream_shared.segmented import guards
+from echostream_shared.segmented.guards import GuardConfig
 
 
 def tone(seconds: float, amplitude: float) -> np.ndarray:

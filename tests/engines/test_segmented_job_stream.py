@@ -1,4 +1,4 @@
-"""The whisper stream as a job stream: its checkpoints in the shared store, its finals' resumes."""
+"""The segmented stream as a job stream: its state in the shared checkpoint store, its finals' resume points."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ import pytest
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 from echostream_shared.jobs.checkpoints import Checkpoint, CheckpointError, CheckpointStore
-from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Resume
-from whisper_worker.job_stream import WhisperJobStream, checkpoint_of, resume_of
-from whisper_worker.streaming import SourceStream, StreamCheckpoint, StreamConfig, TimedWord
-from whisper_worker.transcriber import Decoded, Purpose, Word
+from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoint, TimedWord
+from echostream_shared.segmented.decoding import Decoded, DecodedWord, Purpose
+from echostream_shared.segmented.job_stream import (
+    SegmentedJobStream,
+    resume_point,
+    segmenter_state,
+)
+from echostream_shared.segmented.policy import SegmentedStream, SegmenterState, SegmentPolicy
 
-MID_SPEECH = StreamCheckpoint(
+MID_SPEECH = SegmenterState(
     done=48_000,
     in_speech=True,
     segment_start=52_000,
@@ -35,12 +39,12 @@ async def store(bus: Bus) -> CheckpointStore:
 
 
 async def test_a_stream_checkpoint_survives_the_store(store: CheckpointStore) -> None:
-    saved = Checkpoint(resume_of(MID_SPEECH), replay_from_seq=12, finals=3)
+    saved = Checkpoint(resume_point(MID_SPEECH), replay_from_seq=12, finals=3)
     await store.save("s", "mic", saved)
     loaded = await store.load("s", "mic")
     assert loaded is not None
     assert (loaded.resume.done, loaded.replay_from_seq, loaded.finals) == (48_000, 12, 3)
-    assert checkpoint_of(loaded.resume) == MID_SPEECH
+    assert segmenter_state(loaded.resume) == MID_SPEECH
 
 
 async def test_a_checkpoint_of_the_old_whisper_layout_is_unreadable_so_the_source_replays(
@@ -64,9 +68,9 @@ async def test_a_checkpoint_of_the_old_whisper_layout_is_unreadable_so_the_sourc
         await store.load("s", "mic")
 
 
-def test_a_foreign_engine_state_is_not_taken_for_a_whisper_one() -> None:
+def test_a_foreign_engine_state_is_not_taken_for_a_segmenter_state() -> None:
     with pytest.raises(KeyError):
-        checkpoint_of(Resume(1280, {"segment_start": None, "revision": 0}))
+        segmenter_state(ResumePoint(1280, {"segment_start": None, "revision": 0}))
 
 
 class BurstReader:
@@ -78,7 +82,7 @@ class BurstReader:
         values = np.rint(audio * 32768).astype(np.int64)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], values, [0]])) != 0)
         words = tuple(
-            Word(f"w{values[a]}", a / m.SAMPLE_RATE, b / m.SAMPLE_RATE, 1.0)
+            DecodedWord(f"w{values[a]}", a / m.SAMPLE_RATE, b / m.SAMPLE_RATE, 1.0)
             for a, b in zip(edges[:-1], edges[1:], strict=True)
             if values[a] > 0
         )
@@ -99,12 +103,12 @@ def bursts(n_words: int) -> npt.NDArray[np.int16]:
 @dataclass
 class RecordingSink:
     partials: list[PartialUpdate] = field(default_factory=list)
-    finals: list[tuple[FinalUpdate, Resume]] = field(default_factory=list)
+    finals: list[tuple[FinalUpdate, ResumePoint]] = field(default_factory=list)
 
     async def partial(self, update: PartialUpdate) -> None:
         self.partials.append(update)
 
-    async def final(self, update: FinalUpdate, resume: Resume) -> None:
+    async def final(self, update: FinalUpdate, resume: ResumePoint) -> None:
         self.finals.append((update, resume))
 
 
@@ -121,9 +125,9 @@ def chunk_of(pcm: npt.NDArray[np.int16], first_sample: int) -> m.AudioChunk:
 
 async def test_only_the_last_final_of_a_batch_moves_the_checkpoint() -> None:
     pcm = bursts(23)  # ~9.7 s of speech, no VAD events: cut by length alone
-    config = StreamConfig(max_segment_s=4.0, cut_search_s=2.0, cut_margin_s=0.5)
+    config = SegmentPolicy(max_segment_s=4.0, cut_search_s=2.0, cut_margin_s=0.5)
     sink = RecordingSink()
-    stream = WhisperJobStream(SourceStream(BurstReader(), config), sink)
+    stream = SegmentedJobStream(SegmentedStream(BurstReader(), config), sink)
 
     await stream.on_audio(chunk_of(pcm, 0))  # one message, several forced finals
     assert len(sink.finals) >= 2
@@ -132,7 +136,7 @@ async def test_only_the_last_final_of_a_batch_moves_the_checkpoint() -> None:
     # the checkpoint from before the batch.
     assert all(resume.done == 0 for _, resume in earlier)
     assert moved.done == last.segment_end > 0
-    assert checkpoint_of(moved).done == last.segment_end
+    assert segmenter_state(moved).done == last.segment_end
 
     closed = await stream.on_closed(len(pcm))
     assert closed.done == len(pcm) == sink.finals[-1][0].segment_end

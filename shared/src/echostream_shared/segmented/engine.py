@@ -1,0 +1,80 @@
+"""A batch engine for the job machinery: one shared transcriber, one segmented stream per source."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+
+from echostream_shared import messages as m
+from echostream_shared.jobs.stream import EngineStream, TranscriptSink
+from echostream_shared.jobs.updates import ResumePoint
+from echostream_shared.segmented.decoding import Decoded, ModelTranscriber, Purpose
+from echostream_shared.segmented.job_stream import SegmentedJobStream, segmenter_state
+from echostream_shared.segmented.policy import SegmentedStream, SegmentPolicy
+
+DECODE_BUCKETS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+
+
+def decode_seconds(engine: str, registry: CollectorRegistry = REGISTRY) -> Histogram:
+    """``echostream_<engine>_decode_seconds`` by purpose; call once per process and engine."""
+    return Histogram(
+        f"echostream_{engine}_decode_seconds",
+        f"Wall time of one {engine} decode",
+        ["purpose"],
+        buckets=DECODE_BUCKETS,
+        registry=registry,
+    )
+
+
+class TimedTranscriber:
+    """Records every decode's wall time in a histogram labelled by purpose."""
+
+    def __init__(self, transcriber: ModelTranscriber, histogram: Histogram) -> None:
+        self._transcriber = transcriber
+        self._histogram = histogram
+
+    async def transcribe(
+        self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
+    ) -> Decoded:
+        decoded = await self._transcriber.transcribe(audio, purpose=purpose, prompt=prompt)
+        if decoded.decode_s > 0:
+            self._histogram.labels(purpose).observe(decoded.decode_s)
+        return decoded
+
+
+class SegmentedEngine:
+    """Implements the job machinery's ``Engine`` on a transcriber shared by every stream."""
+
+    def __init__(
+        self,
+        name: str,
+        transcriber: ModelTranscriber,
+        policy: SegmentPolicy,
+        *,
+        max_streams: int,
+        decode_histogram: Histogram,
+    ) -> None:
+        self.name = name
+        self._transcriber = transcriber
+        self._timed = TimedTranscriber(transcriber, decode_histogram)
+        self._policy = policy
+        self._max_streams = max_streams
+
+    def open_stream(
+        self, job: m.TranscriptionJob, resume: ResumePoint | None, sink: TranscriptSink
+    ) -> EngineStream:
+        state = segmenter_state(resume) if resume is not None else None
+        return SegmentedJobStream(SegmentedStream(self._timed, self._policy, state), sink)
+
+    def capacity(self) -> int:
+        return self._max_streams
+
+    def condition(self) -> tuple[m.WorkerState, str]:
+        return "ok", ""
+
+    async def start(self) -> None:
+        await self._transcriber.warm_up()
+
+    async def aclose(self) -> None:
+        await self._transcriber.aclose()

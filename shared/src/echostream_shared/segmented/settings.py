@@ -1,0 +1,27 @@
+"""Settings every batch-engine worker has on top of ``WorkerSettings``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from echostream_shared.config import WorkerSettings
+from echostream_shared.segmented.policy import SegmentPolicy
+
+
+class SegmentedWorkerSettings(WorkerSettings):
+    """A worker on the segmented streaming policy; subclass it with the engine's ``env_prefix``."""
+
+    partial_interval_s: float = Field(
+        default=1.0, gt=0, description="at most one partial per this much new audio"
+    )
+    max_segment_s: float = Field(
+        default=25.0, ge=5, le=28, description="with its pads a segment must fit Whisper's 30 s"
+    )
+
+    def segment_policy(self) -> SegmentPolicy:
+        """The streaming policy: partials stop at half the lag at which the worker degrades."""
+        return SegmentPolicy(
+            max_segment_s=self.max_segment_s,
+            partial_interval_s=self.partial_interval_s,
+            max_lag_for_partials_s=self.degrade_lag_s / 2,
+        )
