@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from capture.deepgram_live import listen_endpoint
 from capture.echopanel import live_listener
 from capture.hub import Hub
 from capture.native import stream_endpoint
@@ -44,6 +45,7 @@ def build_app(hub: Hub) -> Starlette:
             WebSocketRoute("/v1/stream", stream_endpoint),
             Route("/v1/transcriptions", create_transcription, methods=["POST"]),
             Route("/v1/transcriptions/{session_id}", get_transcription, methods=["GET"]),
+            WebSocketRoute("/v1/listen", listen_endpoint),
         ]
     )
     app.state.hub = hub

@@ -1,0 +1,493 @@
+"""``GET /v1/listen``: Deepgram's live transcription WebSocket, as its SDKs speak it.
+
+Binary frames are audio (raw with ``encoding`` and ``sample_rate``, or a container); text frames
+are ``KeepAlive``, ``Finalize``, ``CloseStream`` (and ``Configure``). Each VAD segment's final is
+one ``is_final`` Results; a final that ends where capture's VAD ended the speech is also
+``speech_final``. With ``multichannel=true`` every channel is a source of the one session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+from typing import Any, ClassVar
+
+import numpy as np
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from capture.audio import AudioFormat
+from capture.auth import authorized
+from capture.connection import CLOSE_DRAIN_S, Fatal, LiveConnection, Rejected, admit
+from capture.deepgram_events import (
+    CONTROL_MESSAGE,
+    CONTROL_TYPES,
+    EMPTY,
+    CloseStream,
+    Configure,
+    ConfigureFailure,
+    ConfigureSuccess,
+    EngineModel,
+    Error,
+    Finalize,
+    ListenOptions,
+    OptionError,
+    SpeechStarted,
+    UtteranceEnd,
+    created_now,
+    final_alternative,
+    listen_options,
+    partial_alternative,
+    results,
+    seconds,
+)
+from capture.hub import Hub
+from capture.limits import format_problem
+from capture.relay import TranscriptEvent
+from capture.stream_decoder import (
+    WAV_HEADER_MAX,
+    Block,
+    ContainerDecoder,
+    DecodeFailed,
+    is_wav,
+    wav_start,
+)
+from capture.vad import WINDOW, Boundary
+from echostream_shared import messages as m
+from echostream_shared.logging import get_logger
+
+log = get_logger("deepgram")
+
+RATE = m.SAMPLE_RATE
+IDLE_TIMEOUT_S = 10.0
+"""Deepgram closes a stream that sent neither audio nor a text message for this long (NET-0001)."""
+IDLE_CLOSE_CODE = 1011
+IDLE_REASON = "NET-0001: no audio or text message received within the timeout window"
+ENDPOINT_TOLERANCE = RATE // 50
+"""A final ends at an endpoint when it ends within 20 ms of a VAD speech end."""
+SCHEMA_CODES = frozenset({"bad_json", "bad_message", "unknown_type"})
+DATA_ERRORS = frozenset({"undecodable", "unsupported_format"})
+
+
+async def listen_endpoint(ws: WebSocket) -> None:
+    """The WebSocket endpoint: a bad token or bad options refuse the handshake, as Deepgram does."""
+    hub: Hub = ws.app.state.hub
+    if not authorized(ws, hub.settings.token):
+        await _deny(ws, 401, "INVALID_AUTH", "Invalid credentials.")
+        return
+    try:
+        options = listen_options(dict(ws.query_params))
+        problem = _format_problem(options, hub)
+    except OptionError as exc:
+        problem = str(exc)
+    if problem is not None:
+        await _deny(ws, 400, "Bad Request", problem)
+        return
+    await admit(ws, DeepgramLive)
+
+
+def _format_problem(options: ListenOptions, hub: Hub) -> str | None:
+    fmt = options.raw_format()
+    channels = 1 if options.multichannel else options.channels
+    if fmt is not None:
+        return format_problem(AudioFormat(fmt.sample_rate, channels, fmt.encoding), hub.settings)
+    if not options.multichannel and options.channels > hub.settings.max_channels:
+        return f"channels {options.channels} is outside 1-{hub.settings.max_channels}"
+    return None
+
+
+async def _deny(ws: WebSocket, status: int, code: str, message: str) -> None:
+    """Refuse the upgrade with an HTTP answer in Deepgram's REST error shape."""
+    request_id = str(uuid.uuid4())
+    log.info("deepgram.refused", status=status, code=code)
+    if "websocket.http.response" not in ws.scope.get("extensions", {}):
+        await ws.close(1008)
+        return
+    body = {"err_code": code, "err_msg": message, "request_id": request_id}
+    headers = {"dg-error": message[:200], "dg-request-id": request_id}
+    await ws.send_denial_response(JSONResponse(body, status_code=status, headers=headers))
+
+
+class DeepgramLive(LiveConnection):
+    """One Deepgram live stream: a session with one source, or one per channel."""
+
+    protocol: ClassVar[str] = "deepgram"
+    subprotocol: ClassVar[str | None] = "token"
+
+    def __init__(self, hub: Hub, ws: WebSocket) -> None:
+        super().__init__(hub, ws)
+        self.options = listen_options(dict(ws.query_params))
+        self.engine = self.options.engine(hub.settings.engines)
+        self.model = EngineModel(self.engine)
+        self.created = created_now()
+        self.request_id = str(uuid.uuid4())
+        channels = self.options.channels if self.options.multichannel else 1
+        self.names = [f"channel-{i}" for i in range(channels)] if channels > 1 else ["default"]
+        self._raw = self.options.raw_format()
+        self._decoder: ContainerDecoder | None = None
+        self._head = bytearray()
+        self._carry = b""
+        self._sha = hashlib.sha256()
+        self._closing = False
+        self._finished = False
+        self._last_activity = 0.0
+        self._finalized: set[str] = set()
+        self._locked_end: dict[str, int] = {}
+        self._speech_ends: dict[str, set[int]] = {}
+        self._cut_ends: dict[str, set[int]] = {}
+        self._speech_starts: dict[str, list[int]] = {}
+        self._finalizing: dict[str, int] = {}
+        self._last_word_end: dict[str, int] = {}
+        self._announced: dict[str, int] = {}
+        self._idle_close: asyncio.Task[None] | None = None
+
+    # Hooks.
+
+    async def on_open(self) -> None:
+        if self._raw is not None:
+            self._use_raw(self._raw, from_stream=False)
+        metadata = {"client_request_id": self.request_id}
+        if self.options.model:
+            metadata["model"] = self.options.model[:128]
+        session = await self.open_session(self.engine, metadata)
+        self.request_id = session.session_id
+        self._touch()
+
+    async def on_text(self, message: dict[str, Any]) -> bool:
+        self._touch()
+        kind = message["type"]
+        if kind not in CONTROL_TYPES:
+            raise Rejected("unknown_type", f"unknown message type {kind[:64]!r}")
+        control = self.validate(CONTROL_MESSAGE, message)
+        if isinstance(control, CloseStream):
+            return True
+        if isinstance(control, Finalize):
+            await self._finalize()
+        elif isinstance(control, Configure):
+            self._configure(control)
+        return False
+
+    async def on_binary(self, data: bytes) -> None:
+        self._touch()
+        if not data:  # the legacy end of stream
+            self._closing = True
+            return
+        self._sha.update(data)
+        if self._raw is not None:
+            await self._write_raw(data)
+        elif self._decoder is not None:
+            await self._feed_decoder(data)
+        else:
+            await self._sniff(data)
+        self._check_utterance_ends()
+
+    def done(self) -> bool:
+        return self._closing
+
+    def error_message(self, exc: Rejected | Fatal) -> dict[str, Any]:
+        variant = "SchemaError" if exc.code in SCHEMA_CODES else _variant(exc.code)
+        return Error(variant=variant, description=exc.message, message=exc.message).json_dict()
+
+    async def on_finish(self) -> None:
+        await self._flush_input()
+        if self.session is not None:
+            await self.finish(self.hub.settings.finish_timeout_s)
+        self._check_utterance_ends(at_end=True)
+        self._finished = True
+        self.outbox.send(self._metadata())
+        await self.outbox.drain(CLOSE_DRAIN_S)
+        await self.close(1000)
+
+    async def on_fatal(self, exc: Fatal) -> None:
+        """Audio that stops decoding ends the stream (Deepgram's DATA-0000, 1008) after what
+        was heard is transcribed and sent."""
+        self.outbox.send(self.error_message(exc))
+        if exc.code in DATA_ERRORS and self.session is not None:
+            await self.finish(self.hub.settings.finish_timeout_s)
+            self._finished = True
+            self.outbox.send(self._metadata())
+        await self.outbox.drain(CLOSE_DRAIN_S)
+        await self.close(exc.close_code)
+
+    async def cleanup(self, reason: str) -> None:
+        if self._decoder is not None:
+            await self._decoder.close()
+        await super().cleanup(reason)
+
+    async def on_transcript(self, event: TranscriptEvent) -> None:
+        if self._finished or event.segment_id in self._finalized:
+            return
+        channel = self._channel(event.source)
+        if isinstance(event, m.TranscriptPartial):
+            if self.options.interim_results:
+                message = results(
+                    channel=channel,
+                    start_sample=event.start_sample,
+                    end_sample=event.end_sample,
+                    alternative=partial_alternative(event, self.options.punctuated),
+                    is_final=False,
+                    speech_final=False,
+                    from_finalize=False,
+                    metadata=self.model.results_metadata(self.request_id),
+                )
+                self.outbox.send(message.json_dict(), droppable=True)
+            return
+        self._finalized.add(event.segment_id)
+        start = max(event.start_sample, self._locked_end.get(event.source, 0))
+        end = max(start, event.end_sample)
+        self._locked_end[event.source] = end
+        alternative = final_alternative(event, self.options.punctuated)
+        message = results(
+            channel=channel,
+            start_sample=start,
+            end_sample=end,
+            alternative=alternative,
+            is_final=True,
+            speech_final=self._is_endpoint(event.source, event.end_sample),
+            from_finalize=self._from_finalize(event.source, event.end_sample),
+            metadata=self.model.results_metadata(self.request_id),
+        )
+        self.outbox.send(message.json_dict())
+        if alternative.words:
+            last = max(int(round(w.end * RATE)) for w in alternative.words)
+            self._last_word_end[event.source] = max(last, self._last_word_end.get(event.source, 0))
+        self._check_utterance_ends()
+
+    def on_speech(self, source: str, boundary: Boundary) -> None:
+        if boundary.kind == "started":
+            self._speech_starts.setdefault(source, []).append(boundary.sample)
+            if self.options.vad_events:
+                started = SpeechStarted(
+                    channel=self._channel(source), timestamp=seconds(boundary.sample)
+                )
+                self.outbox.send(started.json_dict())
+        else:
+            self._speech_ends.setdefault(source, set()).add(boundary.sample)
+
+    def on_tick(self) -> None:
+        self._check_utterance_ends()
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last_activity
+        if idle >= IDLE_TIMEOUT_S and self._idle_close is None and not self._closing:
+            self._idle_close = asyncio.create_task(self._close_idle(), name="idle-close")
+
+    # Audio in.
+
+    async def _write_raw(self, data: bytes) -> None:
+        """Audio is a byte stream: a frame may split a sample, the rest waits for the next one."""
+        assert self._raw is not None
+        data = self._carry + data
+        frame = self._raw.frame_bytes
+        whole = len(data) - len(data) % frame
+        self._carry = data[whole:]
+        if not whole:
+            return
+        if len(self.names) == 1:
+            await self.write_audio(self.names[0], data[:whole])
+            return
+        width = frame // len(self.names)
+        interleaved = np.frombuffer(data[:whole], dtype=np.uint8).reshape(
+            -1, len(self.names), width
+        )
+        for index, name in enumerate(self.names):
+            await self.write_audio(name, interleaved[:, index, :].tobytes())
+
+    def _use_raw(self, fmt: AudioFormat, *, from_stream: bool = True) -> None:
+        """From now on the stream is raw audio in ``fmt`` (declared, or read from the stream)."""
+        if self.options.multichannel and from_stream:
+            self._name_channels(fmt.channels)
+        problem = format_problem(AudioFormat(fmt.sample_rate, 1, fmt.encoding), self.hub.settings)
+        if not self.options.multichannel and problem is None:
+            problem = format_problem(fmt, self.hub.settings)
+        if problem is not None:
+            raise Fatal(problem, 1008, "unsupported_format")
+        self._raw = fmt
+        mono = AudioFormat(fmt.sample_rate, 1, fmt.encoding)
+        self.formats = dict.fromkeys(self.names, mono if len(self.names) > 1 else fmt)
+
+    def _name_channels(self, channels: int) -> None:
+        if channels > self.hub.settings.max_sources:
+            raise Fatal(
+                f"at most {self.hub.settings.max_sources} channels", 1008, "unsupported_format"
+            )
+        self.names = [f"channel-{i}" for i in range(channels)] if channels > 1 else ["default"]
+
+    async def _sniff(self, data: bytes) -> None:
+        """A stream without ``encoding``: WAV is read by its header, anything else by PyAV."""
+        self._head += data
+        head = bytes(self._head)
+        if is_wav(head):
+            try:
+                start = wav_start(head)
+            except ValueError:
+                start = None
+            else:
+                if start is None and len(head) < WAV_HEADER_MAX:
+                    return
+            if start is not None:
+                self._head = bytearray()
+                self._use_raw(start.format)
+                await self._write_raw(head[start.data_offset :])
+                return
+        elif len(head) < 12:
+            return
+        self._head = bytearray()
+        self._decoder = ContainerDecoder(self._decoded)
+        await self._feed_decoder(head)
+
+    async def _feed_decoder(self, data: bytes) -> None:
+        assert self._decoder is not None
+        try:
+            await self._decoder.feed(data)
+        except DecodeFailed as exc:
+            raise Fatal(str(exc), 1008, "undecodable") from None
+
+    async def _decoded(self, rate: int, channels: int, block: Block) -> None:
+        """Decoded container audio (float32, ``channels`` interleaved) into the sources."""
+        if not self.formats:
+            self._use_raw(AudioFormat(rate, channels, "pcm_f32le"))
+        elif next(iter(self.formats.values())).sample_rate != rate:
+            raise DecodeFailed("the sample rate changes within the stream")
+        if len(self.names) == 1:
+            await self.write_audio(self.names[0], block.astype("<f4").tobytes())
+            return
+        if channels != len(self.names):
+            raise DecodeFailed("the channel count changes within the stream")
+        for index, name in enumerate(self.names):
+            await self.write_audio(
+                name, np.ascontiguousarray(block[:, index]).astype("<f4").tobytes()
+            )
+
+    async def _flush_input(self) -> None:
+        if self._decoder is not None:
+            try:
+                await self._decoder.finish()
+            except DecodeFailed as exc:
+                self.outbox.send(self.error_message(Rejected("undecodable", str(exc))))
+        if self._carry:
+            dropped = len(self._carry)
+            self._carry = b""
+            message = f"the stream ended inside a sample: its last {dropped} bytes are dropped"
+            self.outbox.send(self.error_message(Rejected("bad_frame", message)))
+
+    # Control.
+
+    async def _finalize(self) -> None:
+        """Cut every source's speech now; the final of each cut segment says ``from_finalize``."""
+        for name in self.names:
+            at = await self.cut(name)
+            self._cut_ends.setdefault(name, set()).add(at)
+            if at in self._speech_ends.get(name, set()):  # the cut ended a segment
+                self._finalizing[name] = at
+                continue
+            message = results(
+                channel=self._channel(name),
+                start_sample=at,
+                end_sample=at,
+                alternative=EMPTY,
+                is_final=True,
+                speech_final=False,
+                from_finalize=True,
+                metadata=self.model.results_metadata(self.request_id),
+            )
+            self.outbox.send(message.json_dict())
+
+    def _configure(self, configure: Configure) -> None:
+        if configure.keyterms is not None:
+            failure = ConfigureFailure(
+                request_id=self.request_id,
+                code="CONFIGURE_KEYTERMS_NOT_SUPPORTED",
+                description="this model does not support keyterms",
+            )
+            self.outbox.send(failure.json_dict())
+            return
+        self.outbox.send(ConfigureSuccess(request_id=self.request_id).json_dict())
+
+    async def _close_idle(self) -> None:
+        """Deepgram's NET-0001: flush what was heard, then close with 1011."""
+        log.info("deepgram.idle_close", idle_s=IDLE_TIMEOUT_S)
+        self._closing = True
+        await self._flush_input()
+        if self.session is not None:
+            await self.finish(self.hub.settings.finish_timeout_s)
+        self._check_utterance_ends(at_end=True)
+        self._finished = True
+        self.outbox.send(self._metadata())
+        await self.outbox.drain(CLOSE_DRAIN_S)
+        with contextlib.suppress(Exception):
+            await self.ws.close(IDLE_CLOSE_CODE, IDLE_REASON)
+
+    # Mapping.
+
+    def _touch(self) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+
+    def _channel(self, source: str) -> tuple[int, int]:
+        index = self.names.index(source) if source in self.names else 0
+        return index, len(self.names)
+
+    def _is_endpoint(self, source: str, end_sample: int) -> bool:
+        """An endpoint is where capture's VAD ended the speech (not a client's Finalize)."""
+        if self.options.endpointing is False:
+            return False
+        cuts = self._cut_ends.get(source, set())
+        return any(
+            abs(end_sample - end) <= ENDPOINT_TOLERANCE and end not in cuts
+            for end in self._speech_ends.get(source, set())
+        )
+
+    def _from_finalize(self, source: str, end_sample: int) -> bool:
+        at = self._finalizing.get(source)
+        if at is None or end_sample < at - ENDPOINT_TOLERANCE:
+            return False
+        del self._finalizing[source]
+        return True
+
+    def _check_utterance_ends(self, *, at_end: bool = False) -> None:
+        """``UtteranceEnd`` once per last word, after ``utterance_end_ms`` without a word."""
+        if self.options.utterance_end_ms is None or self.session is None:
+            return
+        gap = self.options.utterance_end_ms * RATE // 1000
+        for source, last in self._last_word_end.items():
+            if self._announced.get(source) == last:
+                continue
+            later = [s for s in self._speech_starts.get(source, []) if s > last]
+            horizon = min(later) if later else self._silent_until(source)
+            if at_end or horizon - last >= gap:
+                self._announced[source] = last
+                message = UtteranceEnd(channel=self._channel(source), last_word_end=seconds(last))
+                self.outbox.send(message.json_dict())
+
+    def _silent_until(self, source: str) -> int:
+        """How far the VAD has surely heard no speech begin: a start is reported only after
+        ``VAD_MIN_SPEECH_MS`` of speech and placed ``VAD_PRE_ROLL_MS`` before it."""
+        assert self.session is not None
+        ingest = self.session.sources.get(source)
+        if ingest is None:
+            return 0
+        settings = self.hub.settings
+        undetectable = (settings.vad_pre_roll_ms + settings.vad_min_speech_ms) * RATE // 1000
+        analysed = ingest.received_samples - int(ingest.backlog_s * RATE)
+        return analysed - undetectable - WINDOW
+
+    def _metadata(self) -> dict[str, Any]:
+        duration = 0.0
+        if self.session is not None:
+            received = [i.received_samples for i in self.session.sources.values()]
+            duration = max(received, default=0) / RATE
+        metadata = self.model.metadata(
+            self.request_id,
+            self._sha.hexdigest(),
+            self.created,
+            duration,
+            len(self.names) if self.options.multichannel else self.options.channels,
+        )
+        return metadata.json_dict()
+
+
+def _variant(code: str) -> str:
+    if code in ("unauthorized", "capacity", "internal", "fatal"):
+        return "ServerError" if code == "internal" else "ConnectionError"
+    return "DataError"
