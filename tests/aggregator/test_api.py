@@ -78,7 +78,7 @@ async def test_delete_purges_the_bus(bus: Bus, sqlite_url: str) -> None:
         assert kept.state.subjects
 
 
-async def test_exports_and_summary(bus: Bus, sqlite_url: str) -> None:
+async def test_exports(bus: Bus, sqlite_url: str) -> None:
     async with api_client(bus, sqlite_url, session_script("one")) as (client, _):
         session = (await client.get("/v1/sessions/one")).json()
         text = await client.get("/v1/sessions/one/export.txt")
@@ -91,11 +91,9 @@ async def test_exports_and_summary(bus: Bus, sqlite_url: str) -> None:
         assert len(pysubs2.SSAFile.from_string(srt.text, format_="srt")) == 8
         vtt = await client.get("/v1/sessions/one/export.vtt")
         assert len(pysubs2.SSAFile.from_string(vtt.text, format_="vtt")) == 8
-        summary = (await client.get("/v1/sessions/one/echopanel-summary")).json()
-        assert summary["type"] == "final_summary" and len(summary["json"]["transcript"]) == 8
 
 
-@pytest.mark.parametrize("path", ["", "/export.srt", "/echopanel-summary", "/feed"])
+@pytest.mark.parametrize("path", ["", "/export.srt", "/feed"])
 async def test_unknown_session_is_404_everywhere(bus: Bus, sqlite_url: str, path: str) -> None:
     async with api_client(bus, sqlite_url, []) as (client, _):
         assert (await client.get(f"/v1/sessions/ghost{path}")).status_code == 404

@@ -1,8 +1,6 @@
-"""Exports: SRT and WebVTT read back by an independent parser (pysubs2), text and summary."""
+"""Exports: SRT and WebVTT read back by an independent parser (pysubs2), and plain text."""
 
 from __future__ import annotations
-
-import json
 
 import pysubs2
 import pytest
@@ -11,12 +9,10 @@ from session_script import session_script
 
 from aggregator import exports
 from aggregator.api_models import SessionDetail
-from aggregator.echopanel import final_summary
 from aggregator.queries import load_session
 from aggregator.records import FinalRecord, SessionRecord
 from aggregator.store import SessionStore
 from aggregator.views import detail
-from echostream_shared.echopanel import SUMMARY_BUDGET, encoded_size
 
 
 async def whisper_session(store: SessionStore) -> tuple[SessionRecord, SessionDetail]:
@@ -40,7 +36,7 @@ async def test_subtitles_parse_and_match_the_segments(
 
 
 def one_segment(text: str, start: int, end: int) -> SessionRecord:
-    final = FinalRecord("whisper", "seg", "mic", start, end, text, [], None, None)
+    final = FinalRecord("whisper", "seg", "mic", start, end, text, [], None, None, 0.0)
     return SessionRecord("s", None, 0.0, None, None, [], {}, [], set(), [], finals=[final])
 
 
@@ -64,50 +60,3 @@ async def test_text_export_lines(store: SessionStore) -> None:
     _, session = await whisper_session(store)
     lines = exports.to_text(session).splitlines()
     assert lines[1] == "[00:00:00.500 - 00:00:02.500] mic: mic whisper alpha number 0"
-
-
-async def test_final_summary_is_the_client_shape(store: SessionStore) -> None:
-    record, _ = await whisper_session(store)
-    summary = final_summary(record, {"client_vad_enabled": True})
-    assert summary["type"] == "final_summary" and summary["markdown"] == ""
-    body = summary["json"]
-    assert body["session_id"] == "sess-1" and body["client_features"]["client_vad_enabled"]
-    items = body["transcript"]
-    assert len(items) == 8 and [i["t0"] for i in items] == sorted(i["t0"] for i in items)
-    assert items[0] == {
-        "text": "mic whisper alpha number 0",
-        "t0": 0.0,
-        "t1": 2.0,
-        "confidence": 0.8,
-        "source": "mic",
-        "segment_id": items[0]["segment_id"],
-        "is_final": True,
-    }
-    assert items[0]["segment_id"].startswith("seg_") and len(items[0]["segment_id"]) == 20
-
-
-def test_final_summary_never_sends_an_empty_or_oversized_transcript() -> None:
-    empty = final_summary(one_segment("  ", 0, 100))
-    assert "transcript" not in empty["json"]
-    huge = one_segment("word " * 3000, 0, 100)
-    many = SessionRecord(
-        "s",
-        None,
-        0.0,
-        None,
-        None,
-        [],
-        {},
-        [],
-        set(),
-        [],
-        finals=[
-            FinalRecord("whisper", f"seg{i}", "mic", i, i + 1, huge.finals[0].text, [], None, None)
-            for i in range(100)
-        ],
-    )
-    summary = final_summary(many)
-    assert "transcript" not in summary["json"]
-    assert summary["json"]["transcript_omitted"]
-    assert encoded_size(summary) < SUMMARY_BUDGET
-    assert json.loads(json.dumps(summary)) == summary

@@ -1,4 +1,4 @@
-"""The running service's live side: the NATS and SSE feeds, and summary request/reply."""
+"""The running service's live side: the NATS and SSE feeds."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from aggregator.config import AggregatorSettings
 from aggregator.service import Aggregator
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
-from echostream_shared.codec import decode_as, encode
+from echostream_shared.codec import decode_as
 from echostream_shared.topology import ensure_topology
 
 
@@ -92,52 +92,3 @@ async def wait_until_stored(client: httpx.AsyncClient, session_id: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{session_id} never stored")
-
-
-async def ask(bus: Bus, payload: bytes) -> m.SummaryReply:
-    reply = await bus.nc.request(t.AGGREGATOR_SUMMARY, payload, timeout=15)
-    return decode_as(reply.data, m.SummaryReply)
-
-
-async def test_summary_request_waits_for_the_last_finals(bus: Bus, running: str) -> None:
-    script = session_script("sum", segments=2)
-    done = [p for p in script if isinstance(p.message, m.SourceTranscribed)]
-    await publish(bus, [p for p in script if p not in done])
-    request = m.SummaryRequest(
-        session_id="sum", client_features={"client_vad_enabled": True}, wait_s=10
-    )
-    asking = asyncio.create_task(ask(bus, encode(request)))
-    await asyncio.sleep(0.5)
-    assert not asking.done()
-    await publish(bus, done)
-    reply = await asking
-    assert reply.status == "ok" and reply.complete
-    summary = json.loads(reply.summary_json)
-    assert summary["type"] == "final_summary"
-    assert summary["json"]["client_features"]["client_vad_enabled"] is True
-    assert len(summary["json"]["transcript"]) == 4
-    async with httpx.AsyncClient(base_url=running) as client:
-        over_http = (await client.get("/v1/sessions/sum/echopanel-summary")).json()
-    assert over_http["json"]["transcript"] == summary["json"]["transcript"]
-
-
-async def test_summary_request_errors_are_answered(bus: Bus, running: str) -> None:
-    await publish(bus, session_script("known", segments=1))
-    unknown = await ask(bus, encode(m.SummaryRequest(session_id="nobody")))
-    assert unknown.status == "not_found"
-    garbage = await ask(bus, b"\x93not a request")
-    assert garbage.status == "bad_request" and garbage.detail
-    wrong_type = await ask(bus, encode(m.SessionClosed(session_id="known", closed_at=1.0)))
-    assert wrong_type.status == "bad_request" and "SummaryRequest" in wrong_type.detail
-    await wait_until_complete(bus, "known")
-    engine = await ask(bus, encode(m.SummaryRequest(session_id="known", engine="kaldi")))
-    assert engine.status == "not_found" and "kaldi" in engine.detail
-
-
-async def wait_until_complete(bus: Bus, session_id: str) -> None:
-    for _ in range(200):
-        reply = await ask(bus, encode(m.SummaryRequest(session_id=session_id)))
-        if reply.complete:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{session_id} never complete")

@@ -10,6 +10,7 @@ import os
 import httpx
 import numpy as np
 import pytest
+from bus_reading import read_subject
 from capture_audio import conversation, packaged, silence
 from capture_harness import RunningCapture, StartCapture
 from echopanel_client import EchoPanelClient
@@ -149,9 +150,7 @@ async def test_a_wrong_or_missing_token_is_refused(start_capture: StartCapture) 
 
 
 async def session_events(bus: Bus, session_id: str) -> list[m.BusMessage]:
-    from capture.transcripts import read_subject
-
-    return await read_subject(bus, t.SESSION_STREAM, t.session_events(session_id))
+    return await read_subject(bus, t.session_events(session_id))
 
 
 @pytest.mark.parametrize("protocol", ["native", "echopanel"])

@@ -14,9 +14,9 @@ from echopanel_client import STREAMING_STATES, EchoPanelClient
 from fake_worker import FakeWorker
 from websockets.asyncio.client import connect
 
+from capture.echopanel_events import client_segment_id as segment_id
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
-from echostream_shared.echopanel import client_segment_id as segment_id
 
 RATE = 16_000
 

@@ -1,12 +1,19 @@
-"""EchoPanel's wire details: frame headers, source names, segment ids, the summary's size."""
+"""EchoPanel's wire details: frame headers, source names, segment ids, the summary's shape and size."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
-from capture.echopanel_events import final_summary, normalize_source, parse_binary
-from echostream_shared.echopanel import client_segment_id as segment_id
+from capture.echopanel_events import (
+    asr_final,
+    client_segment_id as segment_id,
+    final_summary,
+    normalize_source,
+    parse_binary,
+    stored_final_summary,
+)
+from echostream_shared import messages as m
 
 PCM = bytes(640)
 
@@ -49,3 +56,44 @@ def test_the_summary_never_sends_an_empty_or_oversized_transcript() -> None:
     huge = final_summary("s", [final] * 2000, {})
     assert "transcript" not in huge["json"]
     assert len(json.dumps(huge)) < 1024 * 1024
+
+
+def stored(
+    source: str, start_s: float, end_s: float, text: str, **extra: object
+) -> m.TranscriptFinal:
+    return m.TranscriptFinal(
+        session_id="bus-session",
+        source=source,
+        engine="whisper",
+        segment_id=f"{source}-{round(start_s * 1000)}",
+        start_sample=round(start_s * 16_000),
+        end_sample=round(end_s * 16_000),
+        text=text,
+        emitted_at=1.0,
+        **extra,
+    )
+
+
+def test_the_stored_summary_has_the_items_the_client_saw_live() -> None:
+    finals = [
+        stored("system", 0.5, 2.25, " Hello there. ", confidence=0.7),
+        stored("mic", 0.25, 1.0, "Hi."),
+        stored("mic", 3.0, 3.5, "   "),
+        stored("system", 4.0, 5.123456, "Bye.", language="en"),
+    ]
+    summary = stored_final_summary("client-session", finals, {"client_vad_enabled": True})
+    assert summary["type"] == "final_summary" and summary["markdown"] == ""
+    assert summary["json"]["session_id"] == "client-session"
+    assert summary["json"]["client_features"] == {"client_vad_enabled": True}
+    live = [asr_final(f) for f in finals if f.text.strip()]
+    keys = ("text", "t0", "t1", "confidence", "source", "segment_id")
+    expected = sorted(
+        ({k: message[k] for k in keys} | {"is_final": True} for message in live),
+        key=lambda item: (item["t0"], item["source"]),
+    )
+    assert summary["json"]["transcript"] == expected
+    assert [item["text"] for item in expected] == ["Hi.", "Hello there.", "Bye."]
+    assert expected[1]["confidence"] == 0.7 and expected[0]["confidence"] == 0.9
+    assert expected[2]["t1"] == 5.123
+    assert expected[1]["segment_id"] == segment_id("system", 0.5, 2.25, "Hello there.")
+    assert "transcript" not in stored_final_summary("c", [finals[2]], {})["json"]

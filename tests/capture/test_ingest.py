@@ -6,6 +6,7 @@ import httpx
 import nats
 import numpy as np
 import pytest
+from bus_reading import read_subject
 from capture_audio import conversation
 from capture_harness import StartCapture
 from fake_worker import FakeWorker
@@ -15,7 +16,6 @@ from waiting import wait_until
 
 from capture.ingest import IngestConfig
 from capture.session import Session
-from capture.transcripts import read_subject
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 from echostream_shared.codec import decode
@@ -36,7 +36,7 @@ async def test_session_source_and_audio_messages_follow_the_contract(bus: Bus, b
     assert ends == {"mic": len(speech)}
 
     sid = session.session_id
-    events = await read_subject(bus, t.SESSION_STREAM, t.session_events(sid))
+    events = await read_subject(bus, t.session_events(sid))
     assert [e.type for e in events] == [
         "session.opened",
         "source.opened",
@@ -46,7 +46,7 @@ async def test_session_source_and_audio_messages_follow_the_contract(bus: Bus, b
     job = decode((await bus.js.get_last_msg(t.JOB_STREAM, t.job("whisper"))).data or b"")
     assert isinstance(job, m.TranscriptionJob) and (job.session_id, job.source) == (sid, "mic")
 
-    audio = await read_subject(bus, t.AUDIO_STREAM, t.audio(sid, "mic"))
+    audio = await read_subject(bus, t.audio(sid, "mic"))
     chunks = [a for a in audio if isinstance(a, m.AudioChunk)]
     assert [c.seq for c in chunks] == list(range(len(chunks)))
     assert [c.first_sample for c in chunks] == list(range(0, len(speech), 1600))
@@ -88,9 +88,7 @@ async def test_a_nats_outage_pauses_publishing_reports_backpressure_and_loses_no
 
     nc = await nats.connect(nats_server.url)
     try:
-        audio = await read_subject(
-            Bus(nc, nc.jetstream()), t.AUDIO_STREAM, t.audio(done["session_id"], "default")
-        )
+        audio = await read_subject(Bus(nc, nc.jetstream()), t.audio(done["session_id"], "default"))
     finally:
         await nc.close()
     chunks = [a for a in audio if isinstance(a, m.AudioChunk)]

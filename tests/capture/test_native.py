@@ -7,12 +7,12 @@ import asyncio
 import numpy as np
 import numpy.typing as npt
 import pytest
+from bus_reading import read_subject
 from capture_audio import conversation, convert, packaged
 from capture_harness import RunningCapture
 from fake_worker import FakeWorker
 from native_client import NativeClient
 
-from capture.transcripts import read_subject
 from capture.vad import SpeechDetector, VadConfig
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
@@ -164,7 +164,7 @@ async def test_a_shutdown_ends_live_sessions_with_their_audio_published(
         await capture.stop()
         await client.wait_for(lambda _: client.closed)
     assert client.close_code == 1012
-    events = await read_subject(bus, t.SESSION_STREAM, t.session_events(session_id))
+    events = await read_subject(bus, t.session_events(session_id))
     closed = [e for e in events if isinstance(e, m.SourceClosed)]
     assert closed[0].end_sample == len(speech)
     assert isinstance(events[-1], m.SessionClosed) and events[-1].reason == "shutdown"

@@ -19,7 +19,7 @@ from native_client import NativeClient
 from pipeline_procs import Pipeline, running_pipeline
 from speech_corpus import load_items, read_wav, wer
 
-from echostream_shared.echopanel import client_segment_id as segment_id
+from capture.echopanel_events import client_segment_id as segment_id
 
 pytestmark = pytest.mark.slow
 

@@ -1,9 +1,13 @@
-"""File uploads through the live pipeline, with a scripted worker standing in for the engine."""
+"""File uploads through the live pipeline, with a scripted worker standing in for the engine, and
+transcriptions read back from a running aggregator."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -12,9 +16,27 @@ import pytest
 from capture_audio import conversation, encode
 from capture_harness import RunningCapture, StartCapture
 from fake_worker import FakeWorker
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from waiting import wait_until
 
+from aggregator.config import AggregatorSettings
+from aggregator.service import Aggregator
+from capture.config import CaptureSettings
+from capture.file_transcription import (
+    FileTranscript,
+    UploadRefused,
+    receive_file,
+    transcribe_file,
+)
+from capture.hub import Hub
+from capture.uploads import NO_STORE
 from capture.vad import SpeechDetector, VadConfig
 from echostream_shared import messages as m
+from echostream_shared.bus import Bus
+from echostream_shared.topology import ensure_topology
 
 RATE = 16_000
 FORMATS = [
@@ -27,6 +49,34 @@ FORMATS = [
 ]
 
 
+@pytest.fixture
+async def aggregator(bus: Bus, tmp_path: Path) -> AsyncIterator[None]:
+    """The store capture reads transcriptions from, served in this event loop."""
+    await ensure_topology(bus.js)
+    settings = AggregatorSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", http_port=0
+    )
+    service = Aggregator(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(bus, stop))
+    await wait_until(lambda: service.health()["status"] == "ok" or task.done(), what="start")
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+async def stored_when_done(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    """The transcription as the store has it, once the aggregator has all of it."""
+    for _ in range(100):
+        response = await http.get(url)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] == "done":
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never done: {body}")
+
+
 def speech_spans(pcm: npt.NDArray[np.int16]) -> list[tuple[float, float]]:
     detector = SpeechDetector(VadConfig())
     found = [b.sample / RATE for b in detector.push(pcm) + detector.finish(len(pcm))]
@@ -37,6 +87,7 @@ def speech_spans(pcm: npt.NDArray[np.int16]) -> list[tuple[float, float]]:
 async def test_an_upload_of_each_format_returns_the_finished_transcript(
     capture: RunningCapture,
     fake_worker: FakeWorker,
+    aggregator: None,
     tmp_path: Path,
     name: str,
     codec: str,
@@ -50,7 +101,7 @@ async def test_an_upload_of_each_format_returns_the_finished_transcript(
             response = await http.post("/v1/transcriptions", files={"file": (name, file)})
         assert response.status_code == 200, response.text
         body = response.json()
-        again = await http.get(f"/v1/transcriptions/{body['id']}")
+        again = await stored_when_done(http, f"/v1/transcriptions/{body['id']}")
     assert body["status"] == "done" and body["engine"] == "whisper"
     assert abs(body["duration_s"] - len(speech.pcm) / RATE) < 0.05
     spans = [(s["start"], s["end"]) for s in body["segments"]]
@@ -59,7 +110,7 @@ async def test_an_upload_of_each_format_returns_the_finished_transcript(
     for (start, end), (want_start, want_end) in zip(spans, reference, strict=True):
         assert abs(start - want_start) <= 0.1 and abs(end - want_end) <= 0.1
     assert body["text"] == " ".join(s["text"] for s in body["segments"])
-    assert again.status_code == 200 and again.json() == body
+    assert again == body, "the stored transcription is the one the upload answered with"
 
 
 async def test_a_raw_body_upload_is_streamed_faster_than_real_time(
@@ -77,7 +128,7 @@ async def test_a_raw_body_upload_is_streamed_faster_than_real_time(
 
 
 async def test_an_upload_without_waiting_is_polled_until_done(
-    capture: RunningCapture, fake_worker: FakeWorker, tmp_path: Path
+    capture: RunningCapture, fake_worker: FakeWorker, aggregator: None, tmp_path: Path
 ) -> None:
     path = encode(conversation().pcm, tmp_path / "s.ogg", "libopus", 48000, 1)
     async with httpx.AsyncClient(base_url=capture.http, timeout=30) as http:
@@ -86,27 +137,28 @@ async def test_an_upload_without_waiting_is_polled_until_done(
         )
         assert response.status_code == 202
         status_url = response.json()["status_url"]
-        for _ in range(100):
-            body = (await http.get(status_url)).json()
-            if body["status"] == "done":
-                break
-            await asyncio.sleep(0.1)
-    assert body["status"] == "done" and len(body["segments"]) == 3
+        body = await stored_when_done(http, status_url)
+    assert len(body["segments"]) == 3
 
 
 async def test_transcripts_are_served_by_any_capture_process(
-    start_capture: StartCapture, fake_worker: FakeWorker, tmp_path: Path
+    start_capture: StartCapture, fake_worker: FakeWorker, aggregator: None, tmp_path: Path
 ) -> None:
     first, second = await start_capture(), await start_capture()
     path = encode(conversation(names=("counting",)).pcm, tmp_path / "s.wav", "pcm_s16le", 16000, 1)
     async with httpx.AsyncClient(timeout=30) as http:
         posted = await http.post(first.http + "/v1/transcriptions", content=path.read_bytes())
-        fetched = await http.get(second.http + f"/v1/transcriptions/{posted.json()['id']}")
-    assert fetched.json() == posted.json()
+        url = second.http + f"/v1/transcriptions/{posted.json()['id']}"
+        fetched = await stored_when_done(http, url)
+        other_engine = await http.get(url, params={"engine": "voxtral"})
+        bad_engine = await http.get(url, params={"engine": "no.such"})
+    assert fetched == posted.json()
+    assert other_engine.status_code == 400 and "voxtral" in other_engine.json()["detail"]
+    assert bad_engine.status_code == 400
 
 
 async def test_bad_uploads_get_clear_errors(
-    start_capture: StartCapture, fake_worker: FakeWorker, tmp_path: Path
+    start_capture: StartCapture, fake_worker: FakeWorker, aggregator: None, tmp_path: Path
 ) -> None:
     capture = await start_capture(max_upload_bytes=200_000)
     async with httpx.AsyncClient(base_url=capture.http, timeout=30) as http:
@@ -114,7 +166,9 @@ async def test_bad_uploads_get_clear_errors(
         empty = await http.post("/v1/transcriptions", files={"file": ("e.wav", b"")})
         no_file = await http.post("/v1/transcriptions", files={"other": ("x", b"x")})
         too_big = await http.post("/v1/transcriptions", content=bytes(300_000))
+        no_body = await http.post("/v1/transcriptions", content=b"")
         unknown = await http.get("/v1/transcriptions/0123456789abcdef")
+        not_an_id = await http.get("/v1/transcriptions/not.an.id")
         engine = await http.post("/v1/transcriptions?engine=nope", content=b"x")
         path = encode(
             conversation(names=("hello_world",)).pcm, tmp_path / "ok.wav", "pcm_s16le", 16000, 1
@@ -123,8 +177,99 @@ async def test_bad_uploads_get_clear_errors(
     assert garbage.status_code == 415 and "decode" in garbage.json()["detail"]
     assert empty.status_code == 415
     assert no_file.status_code == 400 and "'file'" in no_file.json()["detail"]
-    assert too_big.status_code == 413
-    assert unknown.status_code == 404
+    assert too_big.status_code == 413 and "200000 bytes" in too_big.json()["detail"]
+    assert no_body.status_code == 400 and no_body.json()["detail"] == "the request has no body"
+    assert unknown.status_code == 404 and not_an_id.status_code == 404
     assert engine.status_code == 400
     assert fine.status_code == 200 and len(fine.json()["segments"]) == 1
     assert all(isinstance(f, m.TranscriptFinal) for f in fake_worker.finals)
+
+
+async def test_without_an_aggregator_a_transcription_read_is_a_clear_503(
+    capture: RunningCapture,
+) -> None:
+    async with httpx.AsyncClient(base_url=capture.http, timeout=30) as http:
+        response = await http.get("/v1/transcriptions/0123456789abcdef")
+    assert response.status_code == 503
+    assert response.json() == {"detail": NO_STORE} and "aggregator" in NO_STORE
+
+
+def file_app(
+    hub: Hub, transcripts: list[FileTranscript], live: list[m.TranscriptFinal]
+) -> Starlette:
+    """The file path as another protocol's upload endpoint uses it."""
+
+    async def on_final(final: m.TranscriptFinal) -> None:
+        live.append(final)
+
+    async def upload(request: Request) -> JSONResponse:
+        try:
+            received = await receive_file(request, hub)
+            if request.query_params.get("fields_only"):
+                received.discard()
+                return JSONResponse({"name": received.filename, "fields": received.fields})
+            transcript = await transcribe_file(
+                hub,
+                received,
+                engine="whisper",
+                client="test-file",
+                metadata={"caller": "test"},
+                on_final=on_final,
+            )
+        except UploadRefused as refused:
+            return JSONResponse({"code": refused.code}, status_code=refused.status)
+        transcripts.append(transcript)
+        return JSONResponse({"id": transcript.session_id})
+
+    return Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+
+
+async def test_the_file_path_collects_finals_live_and_keeps_the_form_fields(
+    bus: Bus, fake_worker: FakeWorker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(uploads))
+    await ensure_topology(bus.js)
+    hub = Hub(bus, CaptureSettings(port=0, max_upload_bytes=400_000))
+    transcripts: list[FileTranscript] = []
+    live: list[m.TranscriptFinal] = []
+    speech = conversation(gap_s=0.8)
+    data = encode(speech.pcm, tmp_path / "s.flac", "flac", 16000, 1).read_bytes()
+    form = {"model": "whisper-1", "timestamp_granularities[]": ["word", "segment"]}
+    transport = httpx.ASGITransport(app=file_app(hub, transcripts, live))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as http:
+        fields = await http.post(
+            "/upload?fields_only=1", files={"file": ("talk.flac", data)}, data=form
+        )
+        done = await http.post("/upload", files={"file": ("talk.flac", data)}, data=form)
+        refusals = {
+            "missing_file": await http.post("/upload", data=form, files={"other": ("x", b"x")}),
+            "upload_too_large": await http.post("/upload", content=bytes(500_000)),
+            "undecodable": await http.post("/upload", content=np.random.bytes(20_000)),
+            "bad_form": await http.post(
+                "/upload",
+                content=b"--b\r\nno headers",
+                headers={"content-type": "multipart/form-data; boundary=b"},
+            ),
+        }
+    assert fields.json() == {
+        "name": "talk.flac",
+        "fields": {"model": ["whisper-1"], "timestamp_granularities[]": ["word", "segment"]},
+    }
+    assert done.status_code == 200
+    [transcript] = transcripts
+    assert transcript.complete and transcript.engine == "whisper"
+    assert abs(transcript.duration_s - len(speech.pcm) / RATE) < 0.05
+    assert len(transcript.finals) == 3
+    assert sorted(live, key=lambda f: f.start_sample) == transcript.finals
+    assert [f.start_sample for f in transcript.finals] == sorted(
+        f.start_sample for f in transcript.finals
+    )
+    assert {f.session_id for f in transcript.finals} == {transcript.session_id}
+    statuses = {"missing_file": 400, "upload_too_large": 413, "undecodable": 415, "bad_form": 400}
+    for code, response in refusals.items():
+        assert (response.status_code, response.json()) == (statuses[code], {"code": code})
+    if hub.background:
+        await asyncio.wait(hub.background, timeout=10)
+    assert not list(uploads.iterdir()), "every temporary file is removed"

@@ -27,8 +27,32 @@ from echostream_shared.codec import DecodeError, decode, encode
             updated_at=1.0,
         ),
         m.SessionUpdate(session_id="s1", kind="session.completed", updated_at=2.0),
-        m.SummaryRequest(session_id="S-1", client_features={"client_vad_enabled": True}, wait_s=5),
-        m.SummaryReply(session_id="S-1", status="ok", summary_json="{}", complete=True),
+        m.StoredSessionRequest(session_id="S-1", engine="whisper", wait_s=5, offset=3),
+        m.StoredSessionReply(
+            session_id="S-1",
+            status="ok",
+            client="echopanel",
+            engine="whisper",
+            engines=("whisper",),
+            closed=True,
+            complete=True,
+            sources=(m.StoredSource(source="mic", end_sample=32_000, transcribed=True),),
+            finals=(
+                m.TranscriptFinal(
+                    session_id="S-1",
+                    source="mic",
+                    engine="whisper",
+                    segment_id="seg",
+                    start_sample=0,
+                    end_sample=16_000,
+                    text="hello",
+                    words=(m.Word(text="hello", start_sample=0, end_sample=16_000),),
+                    emitted_at=1.0,
+                ),
+            ),
+            next_offset=None,
+        ),
+        m.StoredSessionReply(session_id="nobody", status="not_found"),
     ],
 )
 def test_round_trip(message: m.Message) -> None:
@@ -36,7 +60,7 @@ def test_round_trip(message: m.Message) -> None:
 
 
 def test_invalid_requests_are_rejected() -> None:
-    too_long = msgpack.packb({"type": "summary.request", "session_id": "s", "wait_s": 99})
+    too_long = msgpack.packb({"type": "stored_session.request", "session_id": "s", "wait_s": 99})
     with pytest.raises(DecodeError, match="wait_s"):
         decode(too_long)
     bad_kind = msgpack.packb(
@@ -45,7 +69,7 @@ def test_invalid_requests_are_rejected() -> None:
     with pytest.raises(DecodeError, match="kind"):
         decode(bad_kind)
     with pytest.raises(ValueError):
-        m.SummaryRequest(session_id="not.a.token")
+        m.StoredSessionRequest(session_id="not.a.token")
 
 
 def test_consumer_names_and_config() -> None:
@@ -55,7 +79,7 @@ def test_consumer_names_and_config() -> None:
     assert config.deliver_policy == DeliverPolicy.ALL
     assert config.ack_policy == AckPolicy.EXPLICIT and config.ack_wait == 5
     assert config.metadata == {t.AGGREGATOR_STORE_KEY: "store-1"}
-    assert t.AGGREGATOR_SUMMARY == "ep.aggregator.summary"
+    assert t.AGGREGATOR_SESSION == "ep.aggregator.session"
 
 
 async def test_nats_server_keeps_the_store_id(bus: Bus) -> None:

@@ -241,37 +241,54 @@ class SessionUpdate(Message):
     updated_at: Seconds
 
 
-class SummaryRequest(Message):
-    """Asks the aggregator (request/reply) for a session's EchoPanel ``final_summary``.
+class StoredSessionRequest(Message):
+    """Asks the aggregator (request/reply) for a stored session as one engine transcribed it.
 
-    The aggregator waits up to ``wait_s`` for every source of the session to be fully
-    transcribed by ``engine`` (its primary engine when None) before it answers.
+    The aggregator waits up to ``wait_s`` for ``engine`` (its primary engine when None) to
+    finish every source before it answers. Finals come in pages that fit one message: ask
+    again from ``next_offset`` while the reply gives one.
     """
 
-    type: Literal["summary.request"] = "summary.request"
+    type: Literal["stored_session.request"] = "stored_session.request"
     session_id: Token
     engine: Token | None = None
-    client_features: dict[str, bool] = Field(default_factory=dict, max_length=16)
     wait_s: float = Field(default=0.0, ge=0, le=30)
+    offset: int = Field(default=0, ge=0, description="index of the first final to send")
 
 
-SummaryStatus = Literal["ok", "not_found", "bad_request", "error"]
+class StoredSource(BaseModel):
+    """One source of a stored session."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Token
+    end_sample: Sample | None = Field(default=None, description="None while the source is open")
+    transcribed: bool = Field(default=False, description="the engine finished this source")
 
 
-class SummaryReply(Message):
-    """The aggregator's answer to a ``SummaryRequest``.
+StoredSessionStatus = Literal["ok", "not_found", "unknown_engine", "bad_request", "error"]
 
-    ``summary_json`` is the complete ``final_summary`` message as JSON text, ready to send to
-    the client, when ``status`` is ``ok``; ``complete`` tells whether every source was fully
-    transcribed when it was built.
+
+class StoredSessionReply(Message):
+    """The aggregator's answer to a ``StoredSessionRequest``: stored data, no client's shape.
+
+    When ``status`` is ``ok``: the session's client and engines, ``closed``, each source's end,
+    ``complete`` (``engine`` finished every source) and a page of ``engine``'s finals in time
+    order (start sample, then source), one per segment.
     """
 
-    type: Literal["summary.reply"] = "summary.reply"
+    type: Literal["stored_session.reply"] = "stored_session.reply"
     session_id: str = Field(max_length=256)
-    status: SummaryStatus
-    summary_json: str = Field(default="", max_length=1024 * 1024 - 4096)
-    complete: bool = False
+    status: StoredSessionStatus
     detail: str = Field(default="", max_length=500)
+    client: str = Field(default="", max_length=64)
+    engine: Token | None = None
+    engines: tuple[Token, ...] = Field(default=(), description="every engine the session knows")
+    closed: bool = False
+    complete: bool = False
+    sources: tuple[StoredSource, ...] = ()
+    finals: tuple[TranscriptFinal, ...] = ()
+    next_offset: int | None = Field(default=None, ge=0, description="more finals from here")
 
 
 BusMessage = Annotated[
@@ -288,8 +305,8 @@ BusMessage = Annotated[
     | SourceTranscribed
     | WorkerStatus
     | SessionUpdate
-    | SummaryRequest
-    | SummaryReply,
+    | StoredSessionRequest
+    | StoredSessionReply,
     Field(discriminator="type"),
 ]
 """Any bus message, told apart by its ``type`` tag."""

@@ -30,7 +30,10 @@ class AggregatorSettings(ServiceSettings):
     page_size: int = Field(default=50, ge=1, le=1000, description="sessions per page by default")
     max_page_size: int = Field(default=200, ge=1, le=1000)
     summary_max_wait_s: float = Field(
-        default=10.0, ge=0, le=30, description="longest a summary request waits for completion"
+        default=10.0,
+        ge=0,
+        le=30,
+        description="longest a stored-session request (capture's summary) waits for completion",
     )
     consumer_batch: int = Field(default=32, ge=1, le=1000)
     consumer_ack_wait_s: float = Field(

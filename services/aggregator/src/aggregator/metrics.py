@@ -15,7 +15,9 @@ FEED_UPDATES = Counter(
 FEED_LISTENERS = Gauge(
     "echostream_aggregator_feed_listeners", "HTTP clients following a session's live feed"
 )
-SUMMARY_REQUESTS = Counter(
-    "echostream_aggregator_summary_requests_total", "EchoPanel summary requests", ["status"]
+STORED_SESSION_REQUESTS = Counter(
+    "echostream_aggregator_stored_session_requests_total",
+    "Stored-session requests over NATS (capture's summaries and transcription reads)",
+    ["status"],
 )
 DELETED_SESSIONS = Counter("echostream_aggregator_deleted_sessions_total", "Sessions deleted")

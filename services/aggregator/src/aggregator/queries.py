@@ -160,6 +160,7 @@ async def _finals(conn: AsyncConnection, session_id: str, engine: str) -> list[F
             list(row.words),
             row.confidence,
             row.language,
+            row.emitted_at,
         )
         for row in rows
     ]

@@ -42,6 +42,7 @@ class FinalRecord:
     words: list[dict[str, Any]]
     confidence: float | None
     language: str | None
+    emitted_at: float
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from aggregator import exports, metrics
 from aggregator.api_models import Problem, SessionDetail, SessionPage
 from aggregator.auth import token_check
 from aggregator.config import AggregatorSettings
-from aggregator.echopanel import final_summary
 from aggregator.feed import FINAL_KINDS, FeedPublisher, FeedReader
 from aggregator.purge import purge_session
 from aggregator.queries import list_sessions, load_session
@@ -187,18 +186,6 @@ def sessions_router(backend: Backend) -> APIRouter:
     async def export_vtt(session_id: SessionId, engine: Engine = None) -> PlainTextResponse:
         session = await session_for(session_id, engine)
         return _download(exports.to_webvtt(session), "text/vtt; charset=utf-8", session_id, "vtt")
-
-    @router.get(
-        "/sessions/{session_id}/echopanel-summary",
-        summary="EchoPanel's final_summary message for the session",
-    )
-    async def echopanel_summary(session_id: SessionId, engine: Engine = None) -> dict[str, Any]:
-        found = await load_session(db, session_id)
-        chosen = None if found is None else choose_engine(found, engine, settings.primary_engine)
-        record = None if chosen is None else await load_session(db, session_id, chosen)
-        if record is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"session {session_id} not found")
-        return final_summary(record)
 
     @router.get(
         "/sessions/{session_id}/feed",

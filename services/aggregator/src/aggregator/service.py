@@ -16,7 +16,7 @@ from aggregator.http_server import HttpServer
 from aggregator.ingest import Ingest, bind_consumers
 from aggregator.routes import Backend
 from aggregator.store import SessionStore
-from aggregator.summary import SummaryResponder
+from aggregator.stored_sessions import StoredSessionResponder
 from echostream_shared.bus import Bus
 from echostream_shared.logging import get_logger
 
@@ -24,7 +24,7 @@ log = get_logger("service")
 
 
 class Aggregator:
-    """Runs the consumers, the summary responder and the HTTP API until stopped."""
+    """Runs the consumers, the stored-session responder and the HTTP API until stopped."""
 
     name = "aggregator"
 
@@ -57,7 +57,9 @@ class Aggregator:
         feed = FeedPublisher(bus)
         backend = Backend(store=store, bus=bus, feed=feed, settings=settings)
         http = HttpServer(create_app(backend, self.health), settings.http_host, settings.http_port)
-        responder = SummaryResponder(engine, settings.primary_engine, settings.summary_max_wait_s)
+        responder = StoredSessionResponder(
+            engine, settings.primary_engine, settings.summary_max_wait_s
+        )
         await responder.start(bus.nc)
         ingest = Ingest(store, feed)
         tasks = {

@@ -200,11 +200,11 @@ class EchoPanelConnection(LiveConnection):
                 self.hub.bus,
                 self.session.session_id,
                 self.hub.settings.echopanel_engine,
+                client_session,
                 features,
                 budget_s,
             )
             if stored is not None:
-                stored["json"]["session_id"] = client_session
                 return stored
         return final_summary(client_session, self._finals, features)
 

@@ -1,13 +1,19 @@
-"""EchoPanel's wire format: audio frame parsing, transcript events and the final summary."""
+"""EchoPanel's wire format: audio frame parsing, transcript events and the final summary.
+
+Reference: ``reference/echopanel-client-protocol.md``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from echostream_shared import echopanel, messages as m
+from echostream_shared import messages as m
 
 RATE = m.SAMPLE_RATE
 MAGIC = b"EP"
@@ -16,6 +22,10 @@ HEADER_BYTES = 4
 SOURCES = ("system", "mic")
 PARTIAL_CONFIDENCE = 0.6
 FINAL_CONFIDENCE = 0.9
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""URLSession's default receive limit: the client fails on anything larger."""
+SUMMARY_BUDGET = MAX_MESSAGE_BYTES - 64 * 1024
+SUMMARY_ITEM_KEYS = ("text", "t0", "t1", "confidence", "source", "segment_id")
 
 
 class StartMessage(BaseModel):
@@ -103,20 +113,48 @@ def asr_final(event: m.TranscriptFinal) -> dict[str, Any]:
         "confidence": FINAL_CONFIDENCE if event.confidence is None else event.confidence,
         "source": event.source,
         "stable": True,
-        "segment_id": echopanel.client_segment_id(event.source, t0, t1, text),
+        "segment_id": client_segment_id(event.source, t0, t1, text),
     }
     if event.language:
         message["language"] = event.language
     return message
 
 
+def client_segment_id(source: str, t0: float, t1: float, text: str) -> str:
+    """The id the client computes itself: ``seg_`` + 16 hex digits of a sha256."""
+    normalized = " ".join(text.strip().lower().split())
+    key = f"{(source or 'system').lower()}|{t0:.3f}|{t1:.3f}|{normalized}"
+    return "seg_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def encoded_size(message: dict[str, Any]) -> int:
+    """Bytes of the message as compact JSON, as it goes on the wire."""
+    return len(json.dumps(message, separators=(",", ":")).encode())
+
+
 def final_summary(
-    session_id: str, finals: list[dict[str, Any]], features: dict[str, bool]
+    session_id: str, finals: Iterable[dict[str, Any]], features: dict[str, bool]
 ) -> dict[str, Any]:
-    """The ``final_summary`` of the ``asr_final`` messages sent live."""
-    items = [
-        {k: f[k] for k in ("text", "t0", "t1", "confidence", "source", "segment_id")}
-        | {"is_final": True}
-        for f in finals
-    ]
-    return echopanel.final_summary(session_id, items, features)
+    """The last message, from ``asr_final`` messages; under 1 MiB.
+
+    ``markdown`` is empty so the client renders its own. The transcript is sorted by ``t0``
+    across sources. ``json.transcript`` replaces the client's whole transcript, so it is left
+    out (never sent empty or cut short) when there is nothing to send or it would not fit.
+    """
+    items = [{k: f[k] for k in SUMMARY_ITEM_KEYS} | {"is_final": True} for f in finals]
+    body: dict[str, Any] = {"session_id": session_id, "client_features": features}
+    if items:
+        body["transcript"] = sorted(items, key=lambda item: (item["t0"], item["source"]))
+    summary: dict[str, Any] = {"type": "final_summary", "markdown": "", "json": body}
+    if encoded_size(summary) > SUMMARY_BUDGET:
+        del body["transcript"]
+        body["transcript_omitted"] = "too large for one message"
+    return summary
+
+
+def stored_final_summary(
+    session_id: str, finals: Iterable[m.TranscriptFinal], features: dict[str, bool]
+) -> dict[str, Any]:
+    """The ``final_summary`` of stored finals: the same items their live ``asr_final`` had."""
+    sent = (asr_final(final) for final in finals)
+    return final_summary(session_id, [message for message in sent if message["text"]], features)

@@ -102,9 +102,8 @@ async def receive_file(request: Request, hub: Hub) -> ReceivedFile:
                 filename, fields = "upload", {}
                 async for part in limited.stream():
                     out.write(part)
-            size = out.tell()
-        if size == 0:
-            raise UploadRefused(400, "missing_file", "the upload holds no file")
+                if out.tell() == 0:
+                    raise UploadRefused(400, "missing_file", "the request has no body")
     except _TooLarge:
         _remove(path)
         metrics.UPLOADS.labels("too_large").inc()
