@@ -73,25 +73,36 @@ async def test_echopanel_client_session_against_the_whisper_worker(pipeline: Pip
     ]
     assert client.close_code == 1000
     assert summary["json"]["session_id"] == client.session_id
-    stored = await stored_echopanel_summary(pipeline, client.session_id)
-    assert summary["json"]["transcript"] == stored["json"]["transcript"]
-    assert "summary.from_relay" not in (pipeline.logs / "capture.log").read_text(), (
+    stored = await stored_segments(pipeline, client.session_id)
+    assert [
+        (item["source"], item["t0"], item["t1"], item["text"])
+        for item in summary["json"]["transcript"]
+    ] == stored
+    log = (pipeline.logs / "capture.log").read_text()
+    assert "summary.from_aggregator" in log and "summary.from_relay" not in log, (
         "the summary is the aggregator's stored session, not the capture's own relay"
     )
 
 
-async def stored_echopanel_summary(pipeline: Pipeline, client_session: str) -> dict[str, Any]:
+async def stored_segments(
+    pipeline: Pipeline, client_session: str
+) -> list[tuple[str, float, float, str]]:
+    """The session's stored finals, read through capture's ``GET /v1/transcriptions/{id}``."""
     async with httpx.AsyncClient(base_url=pipeline.aggregator) as http:
         page = (await http.get("/v1/sessions", params={"limit": 200})).json()
-        [ours] = [
-            item
-            for item in page["items"]
-            if item["metadata"].get("client_session_id") == client_session
-        ]
-        response = await http.get(f"/v1/sessions/{ours['session_id']}/echopanel-summary")
-    assert response.status_code == 200
-    summary: dict[str, Any] = response.json()
-    return summary
+    [ours] = [
+        item
+        for item in page["items"]
+        if item["metadata"].get("client_session_id") == client_session
+    ]
+    async with httpx.AsyncClient(base_url=pipeline.http) as http:
+        response = await http.get(f"/v1/transcriptions/{ours['session_id']}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == "done"
+    segments = [s for s in body["segments"] if s["text"]]
+    ordered = sorted(segments, key=lambda s: (s["start"], s["source"]))
+    return [(s["source"], s["start"], s["end"], s["text"]) for s in ordered]
 
 
 def corpus_speech(min_s: float = 45.0) -> Speech:
