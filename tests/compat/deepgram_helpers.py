@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import nats
 import numpy as np
+from capture_audio import Speech, silence
 from deepgram import AsyncDeepgramClient, DeepgramClientEnvironment
 from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 from deepgram.listen.v1.types import (
@@ -20,6 +21,7 @@ from deepgram.listen.v1.types import (
     ListenV1UtteranceEnd,
 )
 from pipeline_procs import Pipeline
+from speech_corpus import load_items, read_wav
 from websockets.exceptions import ConnectionClosed
 
 from echostream_shared import messages as m, topology as t
@@ -179,3 +181,16 @@ def stereo(left: np.ndarray[Any, Any], right: np.ndarray[Any, Any]) -> bytes:
     pair[: len(left), 0] = left
     pair[: len(right), 1] = right
     return pair.tobytes()
+
+
+def corpus_speech(min_s: float = 40.0) -> Speech:
+    """LibriSpeech dev utterances with pauses between them, about ``min_s`` long."""
+    items = [i for i in load_items("dev") if i.source.startswith("librispeech")]
+    parts, texts, total = [silence(0.5)], [], 0.0
+    for item in items:
+        parts += [read_wav(item.path), silence(0.8)]
+        texts.append(item.text)
+        total += item.duration_s
+        if total >= min_s:
+            break
+    return Speech(np.concatenate(parts), " ".join(texts))

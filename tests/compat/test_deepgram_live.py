@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from capture_audio import Speech, conversation, convert, encode, packaged, silence
+from capture_audio import conversation, convert, encode, packaged, silence
 from compat.deepgram_helpers import (
     TOKEN,
     LiveStream,
+    corpus_speech,
     speech_boundaries,
     stereo,
     stored_session,
@@ -28,7 +29,7 @@ from deepgram.listen.v1.types import (
 )
 from native_client import NativeClient
 from pipeline_procs import Pipeline, running_pipeline
-from speech_corpus import load_items, read_wav, wer
+from speech_corpus import wer
 
 from echostream_shared import messages as m
 
@@ -258,19 +259,6 @@ async def test_containers_are_read_without_encoding(
     assert metadata.duration == pytest.approx(len(speech.pcm) / RATE, abs=0.05)
     [native] = await native_texts(pipeline, [speech.pcm])
     assert wer(speech.text, stream.transcript()) <= wer(speech.text, native) + 0.02
-
-
-def corpus_speech(min_s: float = 40.0) -> Speech:
-    """LibriSpeech dev utterances with pauses between them, about ``min_s`` long."""
-    items = [i for i in load_items("dev") if i.source.startswith("librispeech")]
-    parts, texts, total = [silence(0.5)], [], 0.0
-    for item in items:
-        parts += [read_wav(item.path), silence(0.8)]
-        texts.append(item.text)
-        total += item.duration_s
-        if total >= min_s:
-            break
-    return Speech(np.concatenate(parts), " ".join(texts))
 
 
 @pytest.mark.corpus

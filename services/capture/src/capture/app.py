@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from capture.deepgram_live import listen_endpoint
+from capture.deepgram_prerecorded import listen_file
 from capture.echopanel import live_listener
 from capture.hub import Hub
 from capture.native import stream_endpoint
@@ -46,6 +47,7 @@ def build_app(hub: Hub) -> Starlette:
             Route("/v1/transcriptions", create_transcription, methods=["POST"]),
             Route("/v1/transcriptions/{session_id}", get_transcription, methods=["GET"]),
             WebSocketRoute("/v1/listen", listen_endpoint),
+            Route("/v1/listen", listen_file, methods=["POST"]),
         ]
     )
     app.state.hub = hub
