@@ -25,7 +25,13 @@ from pydantic_core import PydanticUndefined
 from echostream_shared.config import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = ("capture", "whisper-worker", "aggregator", "voxtral-worker")
+SERVICES = (
+    "capture",
+    "whisper-worker",
+    "fasterwhisper-worker",
+    "aggregator",
+    "voxtral-worker",
+)
 EXPLAINED = {
     "ECHOSTREAM_NATS_TOKEN": "token the NATS server requires; unset: none",
     "ECHOSTREAM_NATS_CONNECT_TIMEOUT_S": "a service that cannot reach NATS this long exits",
@@ -35,7 +41,6 @@ EXPLAINED = {
     "ECHOSTREAM_AUDIO_RETENTION_S": "how long JetStream keeps audio (and jobs) for replay",
     "ECHOSTREAM_AGGREGATOR_HTTP_HOST": "address the HTTP API binds",
     "ECHOSTREAM_AGGREGATOR_PRIMARY_ENGINE": "engine whose transcript a session shows first",
-    "ECHOSTREAM_WHISPER_WORKER_ID": "name in status reports; default: host name and process id",
 }
 """Meanings of settings whose field has no description of its own."""
 START = "<!-- config-reference:start -->"

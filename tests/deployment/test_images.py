@@ -1,5 +1,5 @@
 """Each image's build stage, replayed without Docker: its virtual environment holds its own
-service and not the others (small images), and the whisper image carries its model."""
+service and not the others (small images), and the whisper images carry their models."""
 
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ SERVICES = {
     "whisper-worker": "whisper_worker",
     "aggregator": "aggregator",
     "voxtral-worker": "voxtral_worker",
+    "fasterwhisper-worker": "fasterwhisper_worker",
 }
-HEAVY = {"pywhispercpp": "whisper-worker", "av": "capture", "sqlalchemy": "aggregator"}
+HEAVY = {
+    "pywhispercpp": "whisper-worker",
+    "ctranslate2": "fasterwhisper-worker",
+    "av": "capture",
+    "sqlalchemy": "aggregator",
+}
 """Large dependencies and the one image that needs each."""
 
 pytestmark = pytest.mark.slow
@@ -74,3 +80,16 @@ def test_the_whisper_image_carries_the_model_its_settings_point_to(
     assert model.is_relative_to(sandbox.root / "models")
     assert model.stat().st_size > 50_000_000
     assert Path(f"{model}.sha256").is_file()
+
+
+def test_the_fasterwhisper_image_carries_its_ctranslate2_model(
+    image: Callable[[str], Sandbox],
+) -> None:
+    python = image("fasterwhisper-worker").root / "app" / ".venv" / "bin" / "python"
+    probe = (
+        "from fasterwhisper_worker.model_dir import validate_model_dir; "
+        "print(validate_model_dir(None).model_bytes)"
+    )
+    found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
+    assert found.returncode == 0, found.stderr
+    assert int(found.stdout) > 30_000_000

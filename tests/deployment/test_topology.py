@@ -10,12 +10,19 @@ import pytest
 from deployment.deploy_files import (
     CLUSTER_FILE,
     COMPOSE_FILE,
+    LOCAL,
     OPERATIONS_DOC,
     compose_config,
     config_reference,
+    load_module,
     local_services,
     own_services,
 )
+
+
+def load_run() -> Any:
+    """``infra/local/run.py``, the script ``make run`` runs, as a module."""
+    return load_module("echostream_local_run", LOCAL / "run.py")
 
 
 def local_programs() -> dict[str, Any]:
@@ -78,6 +85,24 @@ def test_a_variable_no_service_reads_would_be_caught() -> None:
     assert "ECHOSTREAM_CAPTURE_PROT" not in config_reference.accepted_names("capture")
     assert "ECHOSTREAM_NATS_URL" in config_reference.accepted_names("aggregator")
     assert "ECHOSTREAM_CAPTURE_PORT" not in config_reference.accepted_names("aggregator")
+
+
+def test_make_run_starts_the_workers_of_the_engines_asked_for_and_sends_them_every_source() -> None:
+    run = load_run()
+    every = list(local_programs().values())
+    args = run.parse_args(["--engines", "whisper,fasterwhisper"])
+    engines = run.chosen_engines(args.engines, args.add)
+    assert engines == ["whisper", "fasterwhisper"]
+    names = {p.name for p in run.selected(every, engines, args.add, args.remove)}
+    assert names == {"whisper-worker", "fasterwhisper-worker", "capture", "aggregator"}
+    only = run.selected(every, ["fasterwhisper"], [], [])
+    assert "whisper-worker" not in [p.name for p in only]
+    args = run.parse_args(["--with", "fasterwhisper-worker"])
+    assert run.chosen_engines(args.engines, args.add) == ["whisper", "fasterwhisper"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--engines", "whisper,nosuch"])
+    args = run.parse_args(["--engines", "fasterwhisper", "--scale", "fasterwhisper-worker=2"])
+    assert args.scale == [("fasterwhisper-worker", 2)]
 
 
 def test_make_run_scales_the_whisper_worker_like_compose_scale() -> None:
