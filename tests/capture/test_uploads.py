@@ -224,6 +224,12 @@ def file_app(
     return Starlette(routes=[Route("/upload", upload, methods=["POST"])])
 
 
+async def chunks(head: bytes, size: int) -> AsyncIterator[bytes]:
+    yield head
+    for _ in range(size // 50_000):
+        yield bytes(50_000)
+
+
 async def test_the_file_path_collects_finals_live_and_keeps_the_form_fields(
     bus: Bus, fake_worker: FakeWorker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,6 +249,12 @@ async def test_the_file_path_collects_finals_live_and_keeps_the_form_fields(
             "/upload?fields_only=1", files={"file": ("talk.flac", data)}, data=form
         )
         done = await http.post("/upload", files={"file": ("talk.flac", data)}, data=form)
+        big_form = b"--b\r\nContent-Disposition: form-data; name=file; filename=a\r\n\r\n"
+        multipart = {"content-type": "multipart/form-data; boundary=b"}
+        streamed = [
+            await http.post("/upload", content=chunks(b"", 500_000)),
+            await http.post("/upload", content=chunks(big_form, 500_000), headers=multipart),
+        ]
         refusals = {
             "missing_file": await http.post("/upload", data=form, files={"other": ("x", b"x")}),
             "upload_too_large": await http.post("/upload", content=bytes(500_000)),
@@ -270,6 +282,8 @@ async def test_the_file_path_collects_finals_live_and_keeps_the_form_fields(
     statuses = {"missing_file": 400, "upload_too_large": 413, "undecodable": 415, "bad_form": 400}
     for code, response in refusals.items():
         assert (response.status_code, response.json()) == (statuses[code], {"code": code})
+    for response in streamed:  # no content-length: counted as the body arrives
+        assert (response.status_code, response.json()) == (413, {"code": "upload_too_large"})
     if hub.background:
         await asyncio.wait(hub.background, timeout=10)
     assert not list(uploads.iterdir()), "every temporary file is removed"

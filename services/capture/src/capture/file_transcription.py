@@ -175,7 +175,11 @@ async def start_file_transcription(
 
 
 class FileTranscription:
-    """One file's session: streaming in the background, finals collected from the relay."""
+    """One file's session, run by one background task: streamed, then waited for.
+
+    The task belongs to the hub, not to the caller: a client that leaves stops neither the
+    session nor its transcription, and shutdown drains it like any upload.
+    """
 
     def __init__(self, hub: Hub, session: Session, engine: str, on_final: OnFinal | None) -> None:
         self.session_id = session.session_id
@@ -185,8 +189,8 @@ class FileTranscription:
         self._on_final = on_final
         self._finals: dict[str, m.TranscriptFinal] = {}
         self._relay = TranscriptRelay(hub.bus, session.session_id, engine, self._on_event)
-        self._streaming: asyncio.Future[None] | None = None
-        self._outcome: asyncio.Future[FileTranscript] | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._transcript: FileTranscript | None = None
 
     async def begin(self, received: ReceivedFile, blocks: _Blocks) -> None:
         with structlog.contextvars.bound_contextvars(session_id=self.session_id):
@@ -197,22 +201,21 @@ class FileTranscription:
                 await self._relay.stop()
                 await self._session.close("error")
                 raise
-            self._streaming = asyncio.ensure_future(self._stream(received, blocks))
-            self._hub.spawn(self._streaming)
-            # Owned here, not by the caller: a client that leaves does not stop the session.
-            self._outcome = asyncio.ensure_future(self._finish())
-            self._outcome.add_done_callback(_retrieve)
+            self._task = asyncio.ensure_future(self._run(received, blocks))
+            self._task.add_done_callback(_report_failure)
+            self._hub.spawn(self._task)
 
     async def result(self) -> FileTranscript:
         """The transcript, once the engine finished the file or gave up waiting."""
-        assert self._outcome is not None
-        return await asyncio.shield(self._outcome)
+        assert self._task is not None
+        await asyncio.shield(self._task)
+        assert self._transcript is not None
+        return self._transcript
 
-    async def _finish(self) -> FileTranscript:
-        assert self._streaming is not None
+    async def _run(self, received: ReceivedFile, blocks: _Blocks) -> None:
         with structlog.contextvars.bound_contextvars(session_id=self.session_id):
             try:
-                await self._streaming
+                await self._stream(received, blocks)
                 ingest = self._session.sources.get(SOURCE)
                 duration_s = ingest.received_samples / RATE if ingest else 0.0
                 timeout = self._hub.settings.finish_timeout_s + duration_s
@@ -222,14 +225,23 @@ class FileTranscription:
             metrics.UPLOADS.labels("done" if complete else "timeout").inc()
             log.info("upload.transcribed", complete=complete, segments=len(self._finals))
             finals = sorted(self._finals.values(), key=lambda f: (f.start_sample, f.source))
-            return FileTranscript(self.session_id, self.engine, complete, duration_s, finals)
+            self._transcript = FileTranscript(
+                self.session_id, self.engine, complete, duration_s, finals
+            )
 
     async def _on_event(self, event: TranscriptEvent) -> None:
         if not isinstance(event, m.TranscriptFinal) or event.segment_id in self._finals:
             return
         self._finals[event.segment_id] = event
-        if self._on_final is not None:
+        if self._on_final is None:
+            return
+        try:
             await self._on_final(event)
+        except Exception as exc:
+            # The caller's listener failed (a streaming client went away): the finals are
+            # still collected and the transcription goes on.
+            log.warning("upload.listener_failed", error=repr(exc))
+            self._on_final = None
 
     async def _stream(self, received: ReceivedFile, blocks: _Blocks) -> None:
         """Decode, resample and publish the file, paced at ``upload_speed`` × real time."""
@@ -310,9 +322,9 @@ async def _copy_form(request: Request, out: IO[bytes]) -> tuple[str, dict[str, l
         raise UploadRefused(400, "bad_form", str(detail)) from None
 
 
-def _retrieve(outcome: asyncio.Future[FileTranscript]) -> None:
-    if not outcome.cancelled() and (exc := outcome.exception()) is not None:
-        log.warning("upload.failed", error=repr(exc))
+def _report_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("upload.failed", error=repr(exc))
 
 
 def _remove(path: Path) -> None:
