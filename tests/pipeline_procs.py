@@ -62,7 +62,12 @@ def running_pipeline(workdir: Path, **capture_env: str) -> Iterator[Pipeline]:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         processes.append(_spawn("whisper_worker", workdir / "worker.log", common))
-        env = {**common, "ECHOSTREAM_CAPTURE_PORT": str(port), **capture_env}
+        env = {
+            **common,
+            "ECHOSTREAM_CAPTURE_PORT": str(port),
+            "ECHOSTREAM_CAPTURE_AGGREGATOR_URL": f"http://127.0.0.1:{aggregator_port}",
+            **capture_env,
+        }
         processes.append(_spawn("capture", workdir / "capture.log", env))
         aggregator_env = {
             **common,

@@ -5,14 +5,16 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from capture.deepgram_live import listen_endpoint
 from capture.deepgram_prerecorded import listen_file
 from capture.echopanel import live_listener
 from capture.hub import Hub
+from capture.library_proxy import library
 from capture.native import stream_endpoint
 from capture.uploads import create_transcription, get_transcription
+from capture.web_page import browser_token, cors_middleware, index, page_config, static_files
 
 SERVICE = "echostream-capture"
 
@@ -48,7 +50,13 @@ def build_app(hub: Hub) -> Starlette:
             Route("/v1/transcriptions/{session_id}", get_transcription, methods=["GET"]),
             WebSocketRoute("/v1/listen", listen_endpoint),
             Route("/v1/listen", listen_file, methods=["POST"]),
-        ]
+            Route("/", index, methods=["GET"]),
+            Mount("/web", static_files(), name="web"),
+            Route("/v1/web/config", page_config, methods=["GET"]),
+            Route("/v1/browser-token", browser_token, methods=["POST"]),
+            Route("/v1/library/{path:path}", library, methods=["GET", "DELETE"]),
+        ],
+        middleware=cors_middleware(hub.settings),
     )
     app.state.hub = hub
     return app

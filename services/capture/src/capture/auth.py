@@ -7,6 +7,8 @@ import hmac
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
+from echostream_shared import browser_tokens
+
 UNAUTHORIZED = "Unauthorized"
 SCHEMES = frozenset({"bearer", "token"})
 """``Bearer`` (EchoPanel, OpenAI, native) and ``Token`` (Deepgram's SDK default)."""
@@ -45,9 +47,12 @@ def presented_token(conn: HTTPConnection) -> str | None:
 
 
 def authorized(conn: HTTPConnection, token: SecretStr | None) -> bool:
-    """True when no token is configured or the client presented it."""
+    """True when no token is configured or the client presented it (or a browser token minted
+    with it that has not expired)."""
     if token is None:
         return True
     presented = presented_token(conn)
+    if presented is not None and browser_tokens.is_browser_token(presented):
+        return browser_tokens.is_valid(presented, token)
     expected = token.get_secret_value().encode()
     return presented is not None and hmac.compare_digest(presented.encode(), expected)

@@ -65,8 +65,22 @@ class CaptureSettings(ServiceSettings):
     upload_speed: float = Field(
         default=10.0, ge=0, description="upload publishing pace in × real time; 0 is unlimited"
     )
+    aggregator_url: str = Field(
+        default="http://127.0.0.1:8100",
+        description="the aggregator's HTTP API, which the browser page's library reaches through capture",
+    )
+    aggregator_token: SecretStr | None = Field(
+        default=None, description="the aggregator's API token (ECHOSTREAM_AGGREGATOR_API_TOKEN)"
+    )
+    browser_token_ttl_s: float = Field(
+        default=600.0, ge=10, le=86400, description="life of a token minted for a browser page"
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="comma-separated origins whose pages may call capture; empty: CORS off",
+    )
 
-    @field_validator("engines", mode="before")
+    @field_validator("engines", "cors_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

@@ -1,0 +1,324 @@
+// The page: sign-in, the live view (sources, meters, transcripts, status) and the library.
+
+import { Api, AuthProblem } from "./api.js";
+import { AudioCapture, AudioProblem, openDisplayAudio, openMicrophone } from "./audio.js";
+import { Library } from "./library.js";
+import { LiveSession } from "./live.js";
+import { TranscriptView } from "./transcript.js";
+
+const CHUNK_MS = 100;
+const STATUS_EVERY_MS = 5000;
+
+const $ = (selector) => document.querySelector(selector);
+const api = new Api();
+const ui = {
+  alert: $("[data-testid=alert]"),
+  signin: $("[data-signin]"),
+  workers: $("[data-testid=worker-status]"),
+  live: $("[data-view-panel=live]"),
+  engine: $("[data-engine]"),
+  compare: $("[data-compare]"),
+  second: $("[data-second-source]"),
+  start: $("[data-start]"),
+  stop: $("[data-stop]"),
+  meters: $("[data-meters]"),
+  status: $("[data-testid=live-status]"),
+  session: $("[data-testid=session-id]"),
+  latency: $("[data-testid=latency]"),
+  counts: $("[data-testid=counts]"),
+  primaryTitle: $("[data-primary-title]"),
+  compareColumn: $("[data-compare-column]"),
+  compareTitle: $("[data-compare-title]"),
+};
+const transcript = new TranscriptView($("[data-testid=transcript]"));
+const compared = new TranscriptView($("[data-testid=transcript-compare]"));
+const library = new Library(api, $("[data-view-panel=library]"), { onProblem: showProblem });
+
+let live = null; // {session, captures, context, started, latencies, counts, compareFeed}
+
+function showAlert(text, { kind = "error", code = "" } = {}) {
+  ui.alert.textContent = text;
+  ui.alert.className = kind === "info" ? "alert info" : "alert";
+  ui.alert.dataset.code = code;
+  ui.alert.hidden = !text;
+}
+
+function showProblem(error) {
+  if (error instanceof AuthProblem) {
+    ui.signin.hidden = !api.authRequired;
+    showAlert(error.message, { code: "unauthorized" });
+  } else if (error instanceof AudioProblem) {
+    showAlert(error.message, { code: error.code });
+  } else {
+    showAlert(String(error?.message ?? error), { code: "error" });
+  }
+}
+
+function setState(state, text) {
+  ui.live.dataset.state = state;
+  ui.status.textContent = text;
+  const busy = state === "starting" || state === "live" || state === "reconnecting";
+  ui.start.disabled = busy || state === "finishing";
+  ui.stop.disabled = !busy;
+  ui.engine.disabled = ui.compare.disabled = ui.second.disabled = busy || state === "finishing";
+}
+
+// ---- worker status -------------------------------------------------------------------------
+
+async function refreshStatus() {
+  try {
+    const config = await api.loadConfig();
+    const parts = config.engines.map((engine) => {
+      const workers = config.workers[engine] ?? 0;
+      const lag = config.lag_s[engine] ?? 0;
+      const plural = workers === 1 ? "worker" : "workers";
+      return `${engine}: ${workers} ${plural}` + (workers && lag > 0.5 ? `, ${lag.toFixed(1)} s behind` : "");
+    });
+    ui.workers.textContent = parts.join(" · ");
+    ui.workers.classList.toggle("bad", config.engines.some((e) => !config.workers[e]));
+  } catch {
+    ui.workers.textContent = "capture unreachable";
+    ui.workers.classList.add("bad");
+  }
+}
+
+// ---- sign-in ---------------------------------------------------------------------------------
+
+ui.signin.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = new FormData(ui.signin).get("token");
+  try {
+    await api.signIn(token);
+    ui.signin.hidden = true;
+    ui.signin.reset();
+    showAlert("Signed in.", { kind: "info" });
+  } catch (error) {
+    showProblem(error);
+  }
+});
+
+// ---- live ------------------------------------------------------------------------------------
+
+function meter(name) {
+  const bar = document.createElement("meter");
+  Object.assign(bar, { min: -60, max: 0, low: -40, high: -6, optimum: -20, value: -60 });
+  bar.setAttribute("aria-label", `${name} level`);
+  const value = document.createElement("span");
+  value.textContent = "—";
+  const row = document.createElement("div");
+  row.className = "meter";
+  const label = document.createElement("span");
+  label.textContent = name;
+  row.append(label, bar, value);
+  ui.meters.append(row);
+  return (rms) => {
+    const dbfs = rms > 0 ? Math.max(-60, 20 * Math.log10(rms)) : -60;
+    bar.value = dbfs;
+    value.textContent = `${dbfs.toFixed(0)} dB`;
+  };
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+function onTranscript({ message, offset }) {
+  transcript.show(message, offset);
+  if (message.type === "final") {
+    live.counts.finals += 1;
+    if (live.firstFrameAt !== null) {
+      const spokenAt = live.firstFrameAt + (offset + message.end) * 1000;
+      live.latencies.push((performance.now() - spokenAt) / 1000);
+      const last = live.latencies.at(-1);
+      ui.latency.textContent = `${last.toFixed(2)} s / ${median(live.latencies).toFixed(2)} s`;
+    }
+  } else {
+    live.counts.partials += 1;
+  }
+  ui.counts.textContent = `${live.counts.partials} / ${live.counts.finals}`;
+}
+
+async function openSources() {
+  const streams = [{ name: "mic", stream: await openMicrophone() }];
+  if (ui.second.checked) {
+    try {
+      streams.push({ name: "tab", stream: await openDisplayAudio() });
+    } catch (error) {
+      streams[0].stream.getTracks().forEach((track) => track.stop());
+      throw error;
+    }
+  }
+  return streams;
+}
+
+async function start() {
+  showAlert("");
+  setState("starting", "Opening the microphone…");
+  let streams;
+  try {
+    await api.token(); // a wrong or missing token stops here, before the microphone opens
+    streams = await openSources();
+  } catch (error) {
+    showProblem(error);
+    setState("idle", error instanceof AudioProblem ? "Microphone unavailable." : "Not started.");
+    return;
+  }
+  const context = new AudioContext();
+  await context.resume();
+  const engine = ui.engine.value;
+  const session = new LiveSession(api, {
+    engine,
+    sources: streams.map(({ name }) => ({ name, sample_rate: context.sampleRate })),
+  });
+  live = {
+    session,
+    context,
+    captures: [],
+    firstFrameAt: null,
+    latencies: [],
+    counts: { partials: 0, finals: 0 },
+    compareFeed: null,
+  };
+  transcript.clear();
+  compared.clear();
+  ui.meters.replaceChildren();
+  ui.latency.textContent = "—";
+  ui.counts.textContent = "0 / 0";
+  ui.primaryTitle.textContent = `Transcript (${engine})`;
+  for (const [index, { name, stream }] of streams.entries()) {
+    const level = meter(name);
+    const capture = await AudioCapture.start(context, stream, {
+      chunkMs: CHUNK_MS,
+      onFrame: (pcm) => {
+        if (live?.session !== session) return;
+        if (live.firstFrameAt === null) live.firstFrameAt = performance.now() - CHUNK_MS;
+        session.send(index, pcm);
+      },
+      onLevel: level,
+      onEnded: () => showAlert(`The ${name} source ended.`, { kind: "info" }),
+    });
+    live.captures.push(capture);
+  }
+  session.addEventListener("ready", ({ detail }) => {
+    ui.session.textContent = detail.sessionId;
+    if (detail.resumed) showAlert("Reconnected: the session goes on.", { kind: "info", code: "reconnected" });
+    setState("live", `Live — ${streams.map((s) => s.name).join(" + ")} → ${engine}`);
+    if (ui.compare.value) followCompare(detail.sessionId, ui.compare.value);
+  });
+  session.addEventListener("transcript", ({ detail }) => onTranscript(detail));
+  session.addEventListener("backpressure", ({ detail }) => {
+    const amount = detail.reason === "bus" ? detail.backlog_s : detail.lag_s;
+    ui.status.textContent = `Falling behind (${detail.reason}, ${amount} s); nothing is dropped.`;
+  });
+  session.addEventListener("lost", ({ detail }) => {
+    setState("reconnecting", `Connection lost; reconnecting in ${(detail.retryInMs / 1000).toFixed(1)} s…`);
+    showAlert("Connection lost. Reconnecting; audio is kept until the connection is back.", {
+      kind: "info",
+      code: "connection_lost",
+    });
+  });
+  session.addEventListener("problem", ({ detail }) => {
+    showAlert(detail.message, { code: detail.code });
+    if (detail.code === "unauthorized") ui.signin.hidden = !api.authRequired;
+  });
+  session.addEventListener("done", ({ detail }) => {
+    const note = detail.complete ? "" : " (an engine did not finish in time)";
+    setState("done", `Finished: ${live.counts.finals} final segment(s)${note}.`);
+  });
+  session.addEventListener("closed", () => {
+    stopCaptures();
+    if (ui.live.dataset.state !== "done") setState("idle", "Stopped.");
+  });
+  await session.connect();
+}
+
+function stopCaptures() {
+  if (!live) return;
+  for (const capture of live.captures) capture.stop();
+  live.captures = [];
+  live.context.close();
+}
+
+function stop() {
+  if (!live) return;
+  stopCaptures();
+  setState("finishing", "Finishing: waiting for the last finals…");
+  live.session.stop();
+}
+
+function followCompare(sessionId, engine, attempt = 0) {
+  ui.compareColumn.hidden = false;
+  ui.compareTitle.textContent = `Transcript (${engine})`;
+  const current = live;
+  api
+    .withToken(`/v1/library/sessions/${sessionId}/feed?engine=${encodeURIComponent(engine)}`)
+    .then((url) => {
+      const feed = new EventSource(url);
+      current.compareFeed = feed;
+      feed.addEventListener("update", (event) => {
+        const update = JSON.parse(event.data);
+        if (!update.kind.startsWith("transcript.")) return;
+        compared.show({
+          type: update.kind === "transcript.final" ? "final" : "partial",
+          segment_id: update.segment_id,
+          source: update.source,
+          start: update.start_sample / 16000,
+          end: update.end_sample / 16000,
+          text: update.text,
+          revision: update.revision,
+        });
+      });
+      feed.onerror = () => {
+        // The aggregator may not have stored the new session yet: try again shortly.
+        if (feed.readyState === EventSource.CLOSED && attempt < 5 && live === current) {
+          setTimeout(() => followCompare(sessionId, engine, attempt + 1), 1000);
+        }
+      };
+    })
+    .catch(showProblem);
+}
+
+ui.start.addEventListener("click", () => start().catch(showProblem));
+ui.stop.addEventListener("click", stop);
+
+// ---- views -----------------------------------------------------------------------------------
+
+for (const tab of document.querySelectorAll(".tab")) {
+  tab.addEventListener("click", () => {
+    for (const other of document.querySelectorAll(".tab")) {
+      other.setAttribute("aria-pressed", String(other === tab));
+    }
+    for (const panel of document.querySelectorAll("[data-view-panel]")) {
+      panel.hidden = panel.dataset.viewPanel !== tab.dataset.view;
+    }
+    if (tab.dataset.view === "library") library.refresh();
+  });
+}
+
+async function boot() {
+  setState("idle", "Ready.");
+  try {
+    const config = await api.loadConfig();
+    for (const engine of config.engines) {
+      ui.engine.append(new Option(engine, engine));
+      ui.compare.append(new Option(engine, engine));
+    }
+    if (api.authRequired) {
+      ui.signin.hidden = false;
+      if (api.longToken) {
+        await api.signIn(api.longToken).then(
+          () => (ui.signin.hidden = true),
+          (error) => showProblem(error),
+        );
+      }
+    }
+  } catch (error) {
+    showProblem(error);
+  }
+  await refreshStatus();
+  setInterval(refreshStatus, STATUS_EVERY_MS);
+  document.body.dataset.ready = "true";
+}
+
+boot();

@@ -1,0 +1,73 @@
+"""Debian's Chromium, driven by Playwright, against the whole pipeline; a speech WAV as its mic.
+
+Chromium comes from the system (``infra/browser/install-chromium.sh``, run by ``make install``):
+Playwright's own browser download does not work everywhere, and Debian's package does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile  # type: ignore[import-untyped]
+from browser_harness import AGGREGATOR_TOKEN, CAPTURE_TOKEN, CHROMIUM, LEAD_S, chromium_args
+from capture_audio import RATE, Speech, conversation, silence
+from pipeline_procs import Pipeline, running_pipeline
+from playwright.sync_api import Browser, sync_playwright
+
+
+@pytest.fixture(scope="session")
+def speech() -> Speech:
+    """pytest-audioeval's English sentences, with a second of silence before them.
+
+    Its counting sample is left out: tiny.en writes it as "1-2-345-678910" on any path (one
+    word against ten), which measures the model's number formatting, not the page.
+    """
+    spoken = conversation(names=("quick_brown_fox", "hello_world"))
+    return Speech(np.concatenate([silence(LEAD_S), spoken.pcm]), spoken.text)
+
+
+@pytest.fixture(scope="session")
+def speech_wav(speech: Speech, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("fake-mic") / "speech.wav"
+    soundfile.write(path, speech.pcm, RATE, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """The real pipeline with a capture token and an aggregator API token, as compose runs it."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ECHOSTREAM_AGGREGATOR_API_TOKEN", AGGREGATOR_TOKEN)
+        env.setenv("ECHOSTREAM_CAPTURE_AGGREGATOR_TOKEN", AGGREGATOR_TOKEN)
+        with running_pipeline(
+            tmp_path_factory.mktemp("pipeline"), ECHOSTREAM_CAPTURE_TOKEN=CAPTURE_TOKEN
+        ) as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def browser(speech_wav: Path) -> Iterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.skip(
+            f"no Chromium at {CHROMIUM}: run `make install` as root on Debian "
+            "(infra/browser/install-chromium.sh), or set ECHOSTREAM_CHROMIUM"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=chromium_args(speech_wav)
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where screenshots go: ECHOSTREAM_SCREENSHOT_DIR (e.g. docs/images) or the test's tmp."""
+    chosen = os.environ.get("ECHOSTREAM_SCREENSHOT_DIR")
+    path = Path(chosen) if chosen else tmp_path
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,129 @@
+"""The browser page in a real headless Chromium, against the real pipeline (whisper.cpp included).
+
+Chromium's fake microphone plays pytest-audioeval's speech; the page streams it over the native
+protocol from an AudioWorklet, shows partials then finals, and the session then shows in the
+library, whose SRT download is checked. A refused microphone and a wrong token show their messages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pysubs2
+import pytest
+from browser_harness import CAPTURE_TOKEN
+from capture_audio import RATE, Speech
+from pipeline_procs import Pipeline
+from playwright.sync_api import Browser, Locator, Page
+from speech_corpus import wer
+
+pytestmark = pytest.mark.slow
+
+MAX_WER = 0.15
+FINISH_TIMEOUT_MS = 60_000
+FIRSTS = """() => {
+  const root = document.querySelector('[data-testid="transcript"]');
+  window.firstSeen = {};
+  const note = () => {
+    const now = performance.now();
+    if (!window.firstSeen.partial && root.querySelector('.partial:not([data-final])'))
+      window.firstSeen.partial = now;
+    if (!window.firstSeen.final && root.querySelector('[data-final="true"]'))
+      window.firstSeen.final = now;
+  };
+  new MutationObserver(note).observe(root, {
+    subtree: true, childList: true, attributes: true, characterData: true,
+  });
+}"""
+
+
+def open_page(browser: Browser, pipeline: Pipeline, *, microphone: bool) -> Page:
+    context = browser.new_context(
+        permissions=["microphone"] if microphone else [],
+        viewport={"width": 1280, "height": 860},
+        accept_downloads=True,
+    )
+    page = context.new_page()
+    page.goto(pipeline.http + "/")
+    page.wait_for_selector("body[data-ready='true']")
+    return page
+
+
+def sign_in(page: Page, token: str) -> None:
+    page.get_by_label("Server token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def alert(page: Page) -> Locator:
+    return page.get_by_test_id("alert")
+
+
+def test_live_microphone_transcript_then_library_and_srt(
+    browser: Browser, pipeline: Pipeline, speech: Speech, screenshots: Path
+) -> None:
+    page = open_page(browser, pipeline, microphone=True)
+    sign_in(page, CAPTURE_TOKEN)
+    page.wait_for_selector("[data-signin][hidden]", state="attached")
+    page.evaluate(FIRSTS)
+
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
+    page.wait_for_timeout((len(speech.pcm) / RATE + 1.5) * 1000)  # the WAV plays in real time
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_selector("[data-view-panel='live'][data-state='done']", timeout=FINISH_TIMEOUT_MS)
+
+    finals = page.get_by_test_id("transcript").locator("[data-final='true']").all_inner_texts()
+    heard = " ".join(finals)
+    assert finals, "no final reached the page"
+    assert wer(speech.text, heard) <= MAX_WER, heard
+    firsts = page.evaluate("window.firstSeen")
+    assert "partial" in firsts, "no partial was shown before the finals"
+    assert firsts["partial"] < firsts["final"]
+    page.screenshot(path=str(screenshots / "live-page.png"), full_page=True)
+
+    session_id = page.get_by_test_id("session-id").inner_text()
+    page.get_by_role("button", name="Library").click()
+    row = page.locator(f"tr[data-session='{session_id}']")
+    for _ in range(20):
+        if row.count():
+            break
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_timeout(500)
+    row.get_by_role("button").click()
+    timeline = page.get_by_test_id("timeline")
+    timeline.locator("li.final").first.wait_for()
+    stored = " ".join(timeline.locator("li.final").all_inner_texts())
+    assert wer(speech.text, stored) <= MAX_WER, stored
+    page.locator(".detail [data-status='complete']").wait_for(timeout=FINISH_TIMEOUT_MS)
+    page.screenshot(path=str(screenshots / "library.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="SRT").click()
+    subtitles = pysubs2.SSAFile.from_string(Path(download.value.path()).read_text(), format_="srt")
+    cue_texts = [event.plaintext.removeprefix("[mic] ") for event in subtitles]
+    assert download.value.suggested_filename == f"{session_id}.srt"
+    assert wer(speech.text, " ".join(cue_texts)) <= MAX_WER, cue_texts
+
+
+def test_refused_microphone_is_explained(browser: Browser, pipeline: Pipeline) -> None:
+    page = open_page(browser, pipeline, microphone=False)
+    sign_in(page, CAPTURE_TOKEN)
+    page.get_by_role("button", name="Start").click()
+    message = alert(page)
+    message.wait_for()
+    assert message.get_attribute("data-code") == "refused"
+    assert "microphone was refused" in message.inner_text()
+    assert page.get_by_role("button", name="Start").is_enabled()
+
+
+def test_wrong_token_is_explained(browser: Browser, pipeline: Pipeline) -> None:
+    page = open_page(browser, pipeline, microphone=True)
+    sign_in(page, "not-the-token")
+    message = alert(page)
+    message.wait_for()
+    assert "refused this token" in message.inner_text()
+    assert message.get_attribute("data-code") == "unauthorized"
+    page.get_by_role("button", name="Start").click()  # the microphone stays closed
+    page.wait_for_selector("[data-view-panel='live'][data-state='idle']")
+    assert "refused this token" in message.inner_text()
+    assert page.get_by_test_id("session-id").inner_text() == "—"
