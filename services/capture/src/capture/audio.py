@@ -134,7 +134,8 @@ def decode_file(path: Path, block_s: float = 1.0) -> Generator[tuple[int, Floats
         AudioDecodeError: the file is not audio PyAV can decode.
     """
     try:
-        with av.open(str(path)) as container:
+        # Tags are client text: invalid UTF-8 in them must not make the audio undecodable.
+        with av.open(str(path), metadata_errors="replace") as container:
             if not container.streams.audio:
                 raise AudioDecodeError("the file has no audio stream")
             stream = container.streams.audio[0]
@@ -146,7 +147,7 @@ def decode_file(path: Path, block_s: float = 1.0) -> Generator[tuple[int, Floats
 def probe_duration(path: Path) -> float | None:
     """The duration of the first audio stream in seconds, when the container states it."""
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:
             if container.duration is not None:
                 return float(container.duration) / 1_000_000
             stream = container.streams.audio[0]

@@ -215,6 +215,7 @@ class LiveConnection(abc.ABC):
             await self.on_fatal(exc)
         except Exception:
             reason = "error"
+            metrics.PROTOCOL_ERRORS.labels(self.protocol, "internal").inc()
             log.exception("connection.failed")
             await self.on_fatal(Fatal("internal server error", 1011, "internal"))
         finally:

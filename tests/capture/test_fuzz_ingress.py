@@ -1,0 +1,204 @@
+"""Fuzzing every decoder of client input with a bounded budget: EchoPanel and native WebSocket frames
+(binary and JSON), and uploaded containers. Each input gets the protocol's error or is accepted;
+none crashes a connection, and the session still ends normally afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from capture_audio import encode, packaged
+from capture_harness import RunningCapture
+from fake_worker import FakeWorker
+from hypothesis import HealthCheck, given, settings, strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from capture import metrics
+from capture.audio import AudioDecodeError, decode_file
+
+pytestmark = pytest.mark.slow
+
+BUDGET = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+SPEECH = packaged("hello_world").pcm[:8000].tobytes()
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def json_messages(types: list[str]) -> st.SearchStrategy[str]:
+    """JSON objects of the protocol's own types (and others) with random fields."""
+    typed = st.fixed_dictionaries(
+        {"type": st.sampled_from(types) | st.text(max_size=12) | json_values},
+        optional={
+            "data": st.text(max_size=40) | st.just(base64.b64encode(SPEECH[:641]).decode()),
+            "source": json_values | st.sampled_from(["mic", "system", "x" * 80, "a b"]),
+            "sources": json_values,
+            "sample_rate": st.integers(-10, 500_000),
+            "channels": st.integers(-2, 20),
+            "encoding": st.text(max_size=12),
+            "session_id": json_values,
+        },
+    )
+    return typed.map(json.dumps) | st.text(max_size=60) | json_values.map(json.dumps)
+
+
+def binary_frames(header: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    payload = st.binary(max_size=700) | st.integers(0, 3200).map(lambda n: SPEECH[:n])
+    return st.tuples(header, payload).map(lambda parts: parts[0] + parts[1])
+
+
+def internal_errors(protocol: str) -> float:
+    return metrics.PROTOCOL_ERRORS.labels(protocol, "internal")._value.get()
+
+
+def send_all(ws: ClientConnection, frames: list[bytes | str]) -> None:
+    """Send until the server closes (a frame may legitimately end the session)."""
+    try:
+        for frame in frames:
+            ws.send(frame)
+    except ConnectionClosed:
+        pass
+
+
+def receive_until(ws: ClientConnection, kinds: set[str], timeout_s: float) -> list[dict[str, Any]]:
+    """Messages until one of ``kinds`` (or the close); asserts no internal error was reported."""
+    seen: list[dict[str, Any]] = []
+    try:
+        while True:
+            message = json.loads(ws.recv(timeout=timeout_s))
+            seen.append(message)
+            assert "internal" not in json.dumps(message).lower(), message
+            if message.get("type") in kinds:
+                return seen
+    except ConnectionClosed:
+        return seen
+
+
+async def test_echopanel_frames_never_crash_a_connection(
+    capture: RunningCapture, fake_worker: FakeWorker
+) -> None:
+    header = st.sampled_from(
+        [b"", b"EP\x01\x00", b"EP\x01\x01", b"EP\x01\x05", b"EP\x02\x00", b"E"]
+    )
+    frames = st.lists(
+        binary_frames(header) | json_messages(["start", "audio", "voice_note_start", "ocr_text"]),
+        max_size=8,
+    )
+    before = internal_errors("echopanel")
+
+    @BUDGET
+    @given(frames)
+    def one_session(sent: list[bytes | str]) -> None:
+        with connect(capture.ws + "/ws/live-listener") as ws:
+            start = {"type": "start", "session_id": "fuzz", "sample_rate": 16000}
+            ws.send(json.dumps(start))
+            send_all(ws, [*sent, json.dumps({"type": "stop", "session_id": "fuzz"})])
+            seen = receive_until(ws, {"final_summary"}, timeout_s=15)
+            assert seen[-1]["type"] == "final_summary", seen[-3:]
+
+    await asyncio.to_thread(one_session)
+    assert internal_errors("echopanel") == before
+
+
+async def test_native_frames_never_crash_a_connection(
+    capture: RunningCapture, fake_worker: FakeWorker
+) -> None:
+    header = st.sampled_from([b"", b"\x00", b"\x01", b"\xff"])
+    frames = st.lists(binary_frames(header) | json_messages(["start", "end", "ping"]), max_size=8)
+    before = internal_errors("native")
+
+    @BUDGET
+    @given(frames)
+    def one_session(sent: list[bytes | str]) -> None:
+        with connect(capture.ws + "/v1/stream") as ws:
+            ws.send(json.dumps({"type": "start", "sources": ["mic", "system"]}))
+            send_all(ws, [*sent, json.dumps({"type": "end"})])
+            seen = receive_until(ws, {"done"}, timeout_s=15)
+            assert seen[-1]["type"] == "done", seen[-3:]
+
+    await asyncio.to_thread(one_session)
+    assert internal_errors("native") == before
+
+
+class Originals(list[bytes]):
+    """Real files to mutate (with a short repr, for hypothesis' reports)."""
+
+    def __repr__(self) -> str:
+        return f"Originals({len(self)} files)"
+
+
+@pytest.fixture(scope="module")
+def containers(tmp_path_factory: pytest.TempPathFactory) -> Originals:
+    """Small real files in every container uploads accept, to mutate."""
+    pcm = packaged("hello_world").pcm[:16000]
+    folder = tmp_path_factory.mktemp("containers")
+    specs = [("a.wav", "pcm_s16le"), ("a.flac", "flac"), ("a.ogg", "libopus"), ("a.mp3", "mp3")]
+    return Originals(
+        encode(pcm, folder / name, codec, 16000, 1).read_bytes() for name, codec in specs
+    )
+
+
+@st.composite
+def mutated(draw: st.DrawFn, originals: Originals) -> bytes:
+    data = bytearray(originals[draw(st.integers(0, len(originals) - 1))])
+    for _ in range(draw(st.integers(1, 6))):
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        match draw(st.sampled_from(["flip", "cut", "insert", "zero"])):
+            case "flip":
+                data[at] ^= draw(st.integers(1, 255))
+            case "cut":
+                del data[at:]
+            case "insert":
+                data[at:at] = draw(st.binary(min_size=1, max_size=64))
+            case "zero":
+                data[at : at + 64] = bytes(min(64, len(data) - at))
+    return bytes(data)
+
+
+def test_mutated_containers_decode_or_raise_the_typed_error(
+    containers: Originals, tmp_path: Path
+) -> None:
+    path = tmp_path / "upload"
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(mutated(containers) | st.binary(max_size=2048))
+    def decode_one(data: bytes) -> None:
+        path.write_bytes(data)
+        try:
+            for rate, block in decode_file(path):
+                assert rate > 0 and block.dtype == np.float32
+                assert np.isfinite(block).all()
+        except AudioDecodeError as exc:
+            assert str(exc)
+
+    decode_one()
+
+
+def test_tags_that_are_not_utf8_do_not_make_a_file_undecodable(tmp_path: Path) -> None:
+    """Found by the fuzzer: PyAV raised UnicodeDecodeError on a FLAC comment of invalid UTF-8."""
+    speech = packaged("hello_world").pcm[:16000]
+    flac = encode(speech, tmp_path / "a.flac", "flac", 16000, 1)
+    tagged = flac.read_bytes().replace(b"encoder=", b"\x80ncoder=")
+    assert tagged != flac.read_bytes()
+    flac.write_bytes(tagged)
+    decoded = np.concatenate([block for _, block in decode_file(flac)])
+    assert len(decoded) == len(speech)
