@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
@@ -27,6 +28,14 @@ def create_app(backend: Backend, health: Callable[[], Mapping[str, object]]) -> 
         "follow live, delete.",
     )
     app.include_router(sessions_router(backend))
+    if backend.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(backend.settings.cors_origins),
+            allow_methods=["GET", "DELETE"],
+            allow_headers=["Authorization"],
+            expose_headers=["Content-Disposition"],
+        )
 
     @app.exception_handler(DBAPIError)
     async def database_unavailable(_request: Request, exc: DBAPIError) -> JSONResponse:

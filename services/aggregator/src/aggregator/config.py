@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from echostream_shared.config import ServiceSettings
 from echostream_shared.messages import Token
@@ -42,3 +44,14 @@ class AggregatorSettings(ServiceSettings):
         description="how long a message fetched by a crashed aggregator waits before redelivery; "
         "applied when the consumer is created",
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="comma-separated origins whose browser pages may call the API; empty: CORS off",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
