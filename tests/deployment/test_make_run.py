@@ -63,6 +63,35 @@ def finished(body: Any) -> bool:
 
 
 @pytest.mark.slow
+async def test_make_run_with_both_cpu_engines_stores_each_engines_transcript(
+    tmp_path: Path,
+) -> None:
+    require_whisper_worker()
+    speech = conversation(gap_s=1.0, names=("quick_brown_fox", "hello_world"))
+    argv = [*RUN_PY, "--state-dir", str(tmp_path / "state"), "--nats-port", str(free_port())]
+    with local_run(tmp_path, [*argv, "--engines", "whisper,fasterwhisper"]) as run:
+        run.wait_healthy(
+            [
+                run.url("ECHOSTREAM_CAPTURE_PORT", "/health"),
+                run.url("ECHOSTREAM_AGGREGATOR_HTTP_PORT", "/health"),
+                run.url("ECHOSTREAM_WHISPER_METRICS_PORT", "/health"),
+                run.url("ECHOSTREAM_FASTERWHISPER_METRICS_PORT", "/health"),
+            ]
+        )
+        session_id = await stream_speech(run.ports["ECHOSTREAM_CAPTURE_PORT"], speech.pcm.tobytes())
+        api = run.url("ECHOSTREAM_AGGREGATOR_HTTP_PORT")
+        session = await stored_session(api, session_id)
+        assert sorted(session["engines"]) == ["fasterwhisper", "whisper"]
+        async with httpx.AsyncClient(base_url=api, timeout=5) as http:
+            view = (await http.get(f"/v1/sessions/{session_id}?engine=fasterwhisper")).json()
+        assert view["engine"] == "fasterwhisper"
+        text = " ".join(segment["text"] for segment in view["transcript"])
+        assert wer(speech.text, text) <= 0.2, text
+        assert run.interrupt() == 0
+    assert "restarting" not in run.output, "a service died during the session"
+
+
+@pytest.mark.slow
 async def test_make_run_transcribes_real_speech_into_a_stored_session(tmp_path: Path) -> None:
     require_whisper_worker()
     speech = conversation(gap_s=1.0, names=("quick_brown_fox", "hello_world"))
