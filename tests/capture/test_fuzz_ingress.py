@@ -202,3 +202,26 @@ def test_tags_that_are_not_utf8_do_not_make_a_file_undecodable(tmp_path: Path) -
     flac.write_bytes(tagged)
     decoded = np.concatenate([block for _, block in decode_file(flac)])
     assert len(decoded) == len(speech)
+
+
+@pytest.mark.parametrize(("path", "end"), [("/ws/live-listener", "stop"), ("/v1/stream", "end")])
+async def test_a_client_gone_right_after_its_end_is_no_internal_error(
+    capture: RunningCapture, fake_worker: FakeWorker, path: str, end: str
+) -> None:
+    """Found by fuzzing from outside: closing the socket of a client that had already closed it
+    ended EchoPanel connections with a logged traceback."""
+    protocol = "echopanel" if "live" in path else "native"
+    before = internal_errors(protocol)
+
+    def hang_up_after_end() -> None:
+        for _ in range(20):
+            with connect(capture.ws + path) as ws:
+                ws.send(json.dumps({"type": "start", "session_id": "gone"}))
+                ws.send(
+                    b"EP\x01\x00" + SPEECH[:6400] if "live" in path else b"\x00" + SPEECH[:6400]
+                )
+                ws.send(json.dumps({"type": end, "session_id": "gone"}))
+
+    await asyncio.to_thread(hang_up_after_end)
+    await asyncio.sleep(2)
+    assert internal_errors(protocol) == before
