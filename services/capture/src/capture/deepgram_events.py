@@ -281,7 +281,7 @@ class EngineModel:
         )
 
 
-_EDGES = re.compile(r"^[^\w']+|[^\w']+$")
+_EDGES = re.compile(r"^[\W_]+|[\W_]+$")
 
 
 def plain_word(text: str) -> str:

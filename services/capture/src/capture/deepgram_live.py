@@ -141,16 +141,14 @@ class DeepgramLive(LiveConnection):
         self._finalizing: dict[str, int] = {}
         self._last_word_end: dict[str, int] = {}
         self._announced: dict[str, int] = {}
-        self._idle_close: asyncio.Task[None] | None = None
+        self._ending: asyncio.Task[None] | None = None
 
     # Hooks.
 
     async def on_open(self) -> None:
         if self._raw is not None:
             self._use_raw(self._raw, from_stream=False)
-        metadata = {"client_request_id": self.request_id}
-        if self.options.model:
-            metadata["model"] = self.options.model[:128]
+        metadata = {"model": self.options.model[:128]} if self.options.model else {}
         session = await self.open_session(self.engine, metadata)
         self.request_id = session.session_id
         self._touch()
@@ -184,34 +182,28 @@ class DeepgramLive(LiveConnection):
         self._check_utterance_ends()
 
     def done(self) -> bool:
-        return self._closing
+        return self._closing or self._ending is not None
 
     def error_message(self, exc: Rejected | Fatal) -> dict[str, Any]:
         variant = "SchemaError" if exc.code in SCHEMA_CODES else _variant(exc.code)
         return Error(variant=variant, description=exc.message, message=exc.message).json_dict()
 
     async def on_finish(self) -> None:
-        await self._flush_input()
-        if self.session is not None:
-            await self.finish(self.hub.settings.finish_timeout_s)
-        self._check_utterance_ends(at_end=True)
-        self._finished = True
-        self.outbox.send(self._metadata())
-        await self.outbox.drain(CLOSE_DRAIN_S)
-        await self.close(1000)
+        await asyncio.shield(self._end(1000))
 
     async def on_fatal(self, exc: Fatal) -> None:
         """Audio that stops decoding ends the stream (Deepgram's DATA-0000, 1008) after what
-        was heard is transcribed and sent."""
+        was heard is transcribed and sent; other fatal errors close at once."""
         self.outbox.send(self.error_message(exc))
-        if exc.code in DATA_ERRORS and self.session is not None:
-            await self.finish(self.hub.settings.finish_timeout_s)
-            self._finished = True
-            self.outbox.send(self._metadata())
+        if exc.code in DATA_ERRORS:
+            await asyncio.shield(self._end(exc.close_code))
+            return
         await self.outbox.drain(CLOSE_DRAIN_S)
         await self.close(exc.close_code)
 
     async def cleanup(self, reason: str) -> None:
+        if self._ending is not None and not self._ending.done():
+            self._ending.cancel()  # the client left while its last finals were awaited
         if self._decoder is not None:
             await self._decoder.close()
         await super().cleanup(reason)
@@ -253,6 +245,7 @@ class DeepgramLive(LiveConnection):
         if alternative.words:
             last = max(int(round(w.end * RATE)) for w in alternative.words)
             self._last_word_end[event.source] = max(last, self._last_word_end.get(event.source, 0))
+        self._forget_before(event.source, start)
         self._check_utterance_ends()
 
     def on_speech(self, source: str, boundary: Boundary) -> None:
@@ -270,8 +263,9 @@ class DeepgramLive(LiveConnection):
         self._check_utterance_ends()
         loop = asyncio.get_running_loop()
         idle = loop.time() - self._last_activity
-        if idle >= IDLE_TIMEOUT_S and self._idle_close is None and not self._closing:
-            self._idle_close = asyncio.create_task(self._close_idle(), name="idle-close")
+        if idle >= IDLE_TIMEOUT_S and not self.done():
+            log.info("deepgram.idle_close", idle_s=IDLE_TIMEOUT_S)
+            self._end(IDLE_CLOSE_CODE, IDLE_REASON)
 
     # Audio in.
 
@@ -405,10 +399,14 @@ class DeepgramLive(LiveConnection):
             return
         self.outbox.send(ConfigureSuccess(request_id=self.request_id).json_dict())
 
-    async def _close_idle(self) -> None:
-        """Deepgram's NET-0001: flush what was heard, then close with 1011."""
-        log.info("deepgram.idle_close", idle_s=IDLE_TIMEOUT_S)
-        self._closing = True
+    def _end(self, code: int, reason: str = "") -> asyncio.Task[None]:
+        """End the stream once, however many ways ask: CloseStream, the idle timeout, bad data."""
+        if self._ending is None:
+            self._ending = asyncio.create_task(self._flush_and_close(code, reason), name="end")
+        return self._ending
+
+    async def _flush_and_close(self, code: int, reason: str) -> None:
+        """Every final of the audio received, any last UtteranceEnd, Metadata, then the close."""
         await self._flush_input()
         if self.session is not None:
             await self.finish(self.hub.settings.finish_timeout_s)
@@ -416,8 +414,8 @@ class DeepgramLive(LiveConnection):
         self._finished = True
         self.outbox.send(self._metadata())
         await self.outbox.drain(CLOSE_DRAIN_S)
-        with contextlib.suppress(Exception):
-            await self.ws.close(IDLE_CLOSE_CODE, IDLE_REASON)
+        with contextlib.suppress(Exception):  # the client closed first
+            await self.ws.close(code, reason)
 
     # Mapping.
 
@@ -459,6 +457,15 @@ class DeepgramLive(LiveConnection):
                 self._announced[source] = last
                 message = UtteranceEnd(channel=self._channel(source), last_word_end=seconds(last))
                 self.outbox.send(message.json_dict())
+
+    def _forget_before(self, source: str, sample: int) -> None:
+        """Boundaries before a locked range are of no more use."""
+        keep = sample - ENDPOINT_TOLERANCE
+        for found in (self._speech_ends, self._cut_ends):
+            if source in found:
+                found[source] = {s for s in found[source] if s >= keep}
+        if source in self._speech_starts:
+            self._speech_starts[source] = [s for s in self._speech_starts[source] if s >= keep]
 
     def _silent_until(self, source: str) -> int:
         """How far the VAD has surely heard no speech begin: a start is reported only after
