@@ -93,6 +93,10 @@ def services(
                 "ECHOSTREAM_CAPTURE_TOKEN": env.get("ECHOSTREAM_CAPTURE_TOKEN", ""),
                 "ECHOSTREAM_CAPTURE_ENGINES": env.get("ECHOSTREAM_CAPTURE_ENGINES", engines),
                 "ECHOSTREAM_CAPTURE_METRICS_PORT": str(ports.capture_metrics),
+                "ECHOSTREAM_CAPTURE_AGGREGATOR_URL": f"http://127.0.0.1:{ports.aggregator}",
+                "ECHOSTREAM_CAPTURE_AGGREGATOR_TOKEN": env.get(
+                    "ECHOSTREAM_AGGREGATOR_API_TOKEN", ""
+                ),
             },
             f"http://127.0.0.1:{ports.capture}/health",
         ),
