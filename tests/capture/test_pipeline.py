@@ -96,9 +96,13 @@ async def stored_segments(
         if item["metadata"].get("client_session_id") == client_session
     ]
     async with httpx.AsyncClient(base_url=pipeline.http) as http:
-        response = await http.get(f"/v1/transcriptions/{ours['session_id']}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
+        for _ in range(50):  # the session's close is stored at its own pace
+            response = await http.get(f"/v1/transcriptions/{ours['session_id']}")
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            if body["status"] == "done":
+                break
+            await asyncio.sleep(0.1)
     assert body["status"] == "done"
     segments = [s for s in body["segments"] if s["text"]]
     ordered = sorted(segments, key=lambda s: (s["start"], s["source"]))
