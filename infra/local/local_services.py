@@ -162,8 +162,14 @@ def _python(name: str, module: str, env: dict[str, str], health_url: str) -> Pro
     return Program(name, (str(BIN / "python"), "-m", module), env, health_url)
 
 
-def choose_ports(env: Mapping[str, str]) -> Ports:
-    """Each port from its ECHOSTREAM_* variable or the default, or a free one if that is taken."""
+class PortTaken(Exception):
+    """A port ``make run`` must listen on is held by another process."""
+
+
+def choose_ports(env: Mapping[str, str], *, any_port: bool = False) -> Ports:
+    """Each port from its ECHOSTREAM_* variable or the default. One that another process holds is
+    an error naming its variable (clients such as EchoPanel only know the default), or, with
+    ``any_port`` (tests), replaced by a free one."""
     variables = {
         "capture": "ECHOSTREAM_CAPTURE_PORT",
         "aggregator": "ECHOSTREAM_AGGREGATOR_HTTP_PORT",
@@ -176,7 +182,15 @@ def choose_ports(env: Mapping[str, str]) -> Ports:
     chosen: dict[str, int] = {}
     for name, variable in variables.items():
         preferred = int(env.get(variable) or getattr(DEFAULT_PORTS, name))
-        port = preferred if port_is_free(preferred) else free_port()
+        if port_is_free(preferred) and preferred not in chosen.values():
+            port = preferred
+        elif any_port:
+            port = free_port()
+        else:
+            raise PortTaken(
+                f"port {preferred} ({variable}) is taken by another process: stop it, or set "
+                f"{variable} to a free port"
+            )
         while port in chosen.values():
             port = free_port()
         chosen[name] = port
@@ -184,7 +198,10 @@ def choose_ports(env: Mapping[str, str]) -> Ports:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server can listen on ``port``. SO_REUSEADDR as the servers set it (asyncio and
+    uvicorn do), so a port left in TIME_WAIT by a closed connection counts as free."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -199,9 +216,21 @@ def free_port() -> int:
         return port
 
 
-def embedded_nats(preferred_port: int, state: Path, token: str) -> tuple[Program, Broker]:
-    """nats-server on the preferred port, or on a free one when it is taken, with a token."""
-    port = preferred_port if port_is_free(preferred_port) else free_port()
+def embedded_nats(
+    preferred_port: int, state: Path, token: str, *, any_port: bool = False
+) -> tuple[Program, Broker]:
+    """nats-server on the preferred port with a token. A port another process holds is an error
+    (or, with ``any_port``, replaced by a free one)."""
+    if port_is_free(preferred_port):
+        port = preferred_port
+    elif any_port:
+        port = free_port()
+    else:
+        raise PortTaken(
+            f"port {preferred_port} (the embedded NATS, --nats-port) is taken by another process: "
+            f"pass RUN_ARGS='--nats-port N' for another port, or "
+            f"ECHOSTREAM_NATS_URL=nats://{LOOPBACK}:{preferred_port} to use that broker"
+        )
     store = state / "jetstream"
     store.mkdir(parents=True, exist_ok=True)
     config = private_file(state / "nats.conf")

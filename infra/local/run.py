@@ -21,6 +21,7 @@ from local_services import (
     ENGINES,
     OPTIONAL_SERVICES,
     Broker,
+    PortTaken,
     Program,
     choose_ports,
     embedded_nats,
@@ -78,7 +79,12 @@ def selected(
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--nats-port", type=int, default=4222, help="preferred embedded NATS port")
+    parser.add_argument("--nats-port", type=int, default=4222, help="the embedded NATS's port")
+    parser.add_argument(
+        "--any-port",
+        action="store_true",
+        help="take a free port for any that another process holds, instead of stopping (tests)",
+    )
     parser.add_argument(
         "--state-dir", type=Path, default=Path(".run"), help="JetStream store and SQLite database"
     )
@@ -131,7 +137,7 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     state: Path = args.state_dir
-    ports = choose_ports(os.environ)
+    ports = choose_ports(os.environ, any_port=args.any_port)
     given = os.environ.get("ECHOSTREAM_NATS_URL")
     nats_stop = asyncio.Event()
     embedded = None
@@ -139,7 +145,9 @@ async def run(args: argparse.Namespace) -> int:
         nats = Broker(given, os.environ.get("ECHOSTREAM_NATS_TOKEN", ""))
         say("run", f"NATS at {nats.url}")
     else:
-        program, nats = embedded_nats(args.nats_port, state, args.nats_token or "")
+        program, nats = embedded_nats(
+            args.nats_port, state, args.nats_token or "", any_port=args.any_port
+        )
         embedded = asyncio.create_task(supervise(program, nats_stop))
         say("run", f"NATS at {nats.url} (embedded; token in {state / 'nats.token'})")
     engines = chosen_engines(args.engines, args.add)
@@ -171,7 +179,10 @@ def main(argv: list[str]) -> int:
         nats_address(os.environ["ECHOSTREAM_NATS_URL"])
     else:
         args.nats_token = os.environ.get("ECHOSTREAM_NATS_TOKEN") or local_token(args.state_dir)
-    return asyncio.run(run(args))
+    try:
+        return asyncio.run(run(args))
+    except PortTaken as exc:
+        raise SystemExit(f"make run: {exc}") from None
 
 
 if __name__ == "__main__":

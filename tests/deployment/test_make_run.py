@@ -128,12 +128,12 @@ async def test_make_run_transcribes_real_speech_into_a_stored_session(tmp_path: 
 
 
 @pytest.mark.slow
-def test_make_run_moves_nats_to_a_free_port_when_its_port_is_taken(tmp_path: Path) -> None:
+def test_make_run_any_port_moves_nats_to_a_free_port_when_its_port_is_taken(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        argv = [*RUN_PY, "--nats-port", str(busy), "--without", "whisper-worker"]
+        argv = [*RUN_PY, "--any-port", "--nats-port", str(busy), "--without", "whisper-worker"]
         with local_run(tmp_path, [*argv, "--without", "aggregator"]) as run:
             line = run.wait_for_line("NATS at ")
             url = line.split("NATS at ")[1].split()[0]
