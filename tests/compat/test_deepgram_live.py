@@ -189,6 +189,32 @@ async def test_optional_events_only_when_asked_and_no_endpoints_when_endpointing
     assert wer(speech.text, text) <= wer(speech.text, native) + 0.02
 
 
+async def test_endpointing_longer_than_the_vad_silence_waits_for_that_much_silence(
+    pipeline: Pipeline,
+) -> None:
+    fox, hello = packaged("quick_brown_fox"), packaged("hello_world")
+    parts = [silence(0.5), fox.pcm, silence(0.6), hello.pcm, silence(2.5), fox.pcm, silence(0.5)]
+    ends = np.cumsum([len(p) for p in parts]) / RATE
+    audio = np.concatenate(parts).tobytes()
+    async with LiveStream(
+        pipeline, encoding="linear16", sample_rate=RATE, endpointing=1500
+    ) as stream:
+        await stream.send_audio(audio, FRAME, REAL_TIME * 2)
+        await stream.close_stream()
+
+    assert_metadata_last(stream, audio)
+    finals = stream.finals()
+    assert_locked_once(finals)
+    endpoints = [r.start + r.duration for r in finals if r.speech_final]
+    # Not after the short pause (about 1 s of silence), after the long one, and at the end.
+    assert len(endpoints) == 2, [(r.start, r.duration, r.speech_final) for r in finals]
+    # hello's recording ends in 0.37 s of silence, which the VAD end may precede
+    assert ends[3] - 0.5 < endpoints[0] < ends[4] and endpoints[1] > ends[4]
+    [native] = await native_texts(pipeline, [np.concatenate(parts)])
+    reference = " ".join([fox.text, hello.text, fox.text])
+    assert wer(reference, stream.transcript()) <= wer(reference, native) + 0.02
+
+
 async def test_finalize_flushes_and_marks_the_next_final(pipeline: Pipeline) -> None:
     fox, hello = packaged("quick_brown_fox"), packaged("hello_world")
     cut = int(len(fox.pcm) * 0.6)

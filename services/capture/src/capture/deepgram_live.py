@@ -141,6 +141,7 @@ class DeepgramLive(LiveConnection):
         self._finalizing: dict[str, int] = {}
         self._last_word_end: dict[str, int] = {}
         self._announced: dict[str, int] = {}
+        self._pending_endpoints: dict[str, int] = {}
         self._ending: asyncio.Task[None] | None = None
 
     # Hooks.
@@ -179,7 +180,7 @@ class DeepgramLive(LiveConnection):
             await self._feed_decoder(data)
         else:
             await self._sniff(data)
-        self._check_utterance_ends()
+        self._check_silences()
 
     def done(self) -> bool:
         return self._closing or self._ending is not None
@@ -246,7 +247,7 @@ class DeepgramLive(LiveConnection):
             last = max(int(round(w.end * RATE)) for w in alternative.words)
             self._last_word_end[event.source] = max(last, self._last_word_end.get(event.source, 0))
         self._forget_before(event.source, start)
-        self._check_utterance_ends()
+        self._check_silences()
 
     def on_speech(self, source: str, boundary: Boundary) -> None:
         if boundary.kind == "started":
@@ -260,7 +261,7 @@ class DeepgramLive(LiveConnection):
             self._speech_ends.setdefault(source, set()).add(boundary.sample)
 
     def on_tick(self) -> None:
-        self._check_utterance_ends()
+        self._check_silences()
         loop = asyncio.get_running_loop()
         idle = loop.time() - self._last_activity
         if idle >= IDLE_TIMEOUT_S and not self.done():
@@ -410,7 +411,7 @@ class DeepgramLive(LiveConnection):
         await self._flush_input()
         if self.session is not None:
             await self.finish(self.hub.settings.finish_timeout_s)
-        self._check_utterance_ends(at_end=True)
+        self._check_silences(at_end=True)
         self._finished = True
         self.outbox.send(self._metadata())
         await self.outbox.drain(CLOSE_DRAIN_S)
@@ -427,14 +428,63 @@ class DeepgramLive(LiveConnection):
         return index, len(self.names)
 
     def _is_endpoint(self, source: str, end_sample: int) -> bool:
-        """An endpoint is where capture's VAD ended the speech (not a client's Finalize)."""
+        """An endpoint is where capture's VAD ended the speech (not a client's Finalize) and the
+        silence after it lasts ``endpointing``; when that is not known yet, the endpoint is
+        announced later by an empty ``speech_final`` Results."""
         if self.options.endpointing is False:
             return False
         cuts = self._cut_ends.get(source, set())
-        return any(
-            abs(end_sample - end) <= ENDPOINT_TOLERANCE and end not in cuts
+        ends = [
+            end
             for end in self._speech_ends.get(source, set())
-        )
+            if abs(end_sample - end) <= ENDPOINT_TOLERANCE and end not in cuts
+        ]
+        if not ends:
+            return False
+        silence = self._silence_after(source, ends[0])
+        if silence is None:
+            self._pending_endpoints[source] = ends[0]
+            return False
+        return silence >= self.options.endpointing * RATE // 1000
+
+    def _silence_after(self, source: str, end: int) -> int | None:
+        """Samples of silence after the speech that ``end`` closed (the VAD places an end
+        ``VAD_POST_ROLL_MS`` after it): known once speech resumed or once it is long enough."""
+        assert self.options.endpointing is not False
+        last_speech = end - self.hub.settings.vad_post_roll_ms * RATE // 1000
+        later = [s for s in self._speech_starts.get(source, []) if s >= end]
+        if later:
+            return min(later) - last_speech
+        heard = self._silent_until(source) - last_speech
+        return heard if heard >= self.options.endpointing * RATE // 1000 else None
+
+    def _check_silences(self, *, at_end: bool = False) -> None:
+        """Endpoints and utterance ends that the silence heard so far has made certain."""
+        if self._pending_endpoints:
+            self._check_endpoints(at_end=at_end)
+        self._check_utterance_ends(at_end=at_end)
+
+    def _check_endpoints(self, *, at_end: bool = False) -> None:
+        """Announce endpoints whose silence has become long enough (or the stream ended)."""
+        assert self.options.endpointing is not False
+        needed = self.options.endpointing * RATE // 1000
+        for source, end in list(self._pending_endpoints.items()):
+            silence = self._silence_after(source, end)
+            if silence is None and not at_end:
+                continue
+            del self._pending_endpoints[source]
+            if silence is None or silence >= needed:  # None: the stream ended in that silence
+                message = results(
+                    channel=self._channel(source),
+                    start_sample=end,
+                    end_sample=end,
+                    alternative=EMPTY,
+                    is_final=True,
+                    speech_final=True,
+                    from_finalize=False,
+                    metadata=self.model.results_metadata(self.request_id),
+                )
+                self.outbox.send(message.json_dict())
 
     def _from_finalize(self, source: str, end_sample: int) -> bool:
         at = self._finalizing.get(source)
