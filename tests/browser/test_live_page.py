@@ -36,6 +36,18 @@ FIRSTS = """() => {
   });
 }"""
 
+PLAYABLE_SECONDS = """async () => {
+  const player = document.querySelector('.player audio');
+  const loaded = new Promise((resolve, reject) => {
+    player.addEventListener('loadedmetadata', resolve, { once: true });
+    player.addEventListener('error', () => reject(new Error('audio failed')), { once: true });
+  });
+  player.preload = 'auto';
+  player.load();
+  await loaded;
+  return player.duration;
+}"""
+
 
 def open_page(browser: Browser, pipeline: Pipeline, *, microphone: bool) -> Page:
     context = browser.new_context(
@@ -95,6 +107,9 @@ def test_live_microphone_transcript_then_library_and_srt(
     stored = " ".join(timeline.locator("li.final").all_inner_texts())
     assert wer(speech.text, stored) <= MAX_WER, stored
     page.locator(".detail [data-status='complete']").wait_for(timeout=FINISH_TIMEOUT_MS)
+    played_s = page.evaluate(PLAYABLE_SECONDS)
+    # The session's audio is what the microphone gave between Start and Stop: the speech and more.
+    assert len(speech.pcm) / RATE - 0.5 <= played_s <= len(speech.pcm) / RATE + 6
     page.screenshot(path=str(screenshots / "library.png"), full_page=True)
 
     with page.expect_download() as download:

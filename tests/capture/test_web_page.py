@@ -4,13 +4,16 @@ real aggregator app (real store, real bus) served on a real port."""
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import soundfile  # type: ignore[import-untyped]
 import uvicorn
 from capture_harness import RunningCapture, StartCapture
 from nats_server import free_port
@@ -21,6 +24,7 @@ from aggregator.database import open_database
 from aggregator.feed import FeedPublisher
 from aggregator.routes import Backend
 from aggregator.store import SessionStore
+from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "aggregator"))
@@ -187,3 +191,36 @@ async def test_cors_is_off_by_default_and_answers_configured_origins(
             headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "POST"},
         )
         assert "access-control-allow-origin" not in other.headers
+
+
+async def test_a_sources_retained_audio_plays_as_wav(start_capture: StartCapture, bus: Bus) -> None:
+    served = await start_capture(token=TOKEN)
+    subject = t.audio("played", "mic")
+    pcm = np.arange(-8000, 8000, dtype="<i2").tobytes()  # one second
+    half = len(pcm) // 2
+    for seq, (first, part) in enumerate([(0, pcm[:half]), (half // 2, pcm[half:])]):
+        chunk = m.AudioChunk(
+            session_id="played",
+            source="mic",
+            seq=seq,
+            first_sample=first,
+            pcm=part,
+            captured_at=1.0,
+        )
+        await bus.publish(subject, chunk)
+    await bus.publish(
+        subject, m.SpeechEnded(session_id="played", source="mic", sample=9000, detected_at=1.5)
+    )
+    await bus.publish(
+        subject, m.SourceClosed(session_id="played", source="mic", end_sample=16000, closed_at=2.0)
+    )
+    async with httpx.AsyncClient(base_url=served.http) as client:
+        minted = await browser_token(client)
+        path = "/v1/library/sessions/played/audio/mic.wav"
+        assert (await client.get(path)).status_code == 401
+        answer = await client.get(path, params={"token": minted})
+        assert answer.status_code == 200 and answer.headers["content-type"] == "audio/wav"
+        samples, rate = soundfile.read(io.BytesIO(answer.content), dtype="int16")
+        assert rate == 16_000 and samples.tobytes() == pcm
+        gone = await client.get("/v1/library/sessions/nope/audio/mic.wav", params={"token": minted})
+        assert gone.status_code == 404 and "retained" in gone.json()["detail"]

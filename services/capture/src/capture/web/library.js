@@ -134,6 +134,29 @@ export class Library {
       onclick: () => this.remove(session.session_id, remove),
     });
     const status = session.complete ? "complete" : session.status === "open" ? "live" : "finishing";
+    const players = await Promise.all(
+      session.sources.map(async (source) =>
+        element(
+          "figure",
+          { className: "player" },
+          element("figcaption", { textContent: source }),
+          element("audio", {
+            controls: true,
+            preload: "none",
+            src: await this.api.withToken(`${base}/audio/${encodeURIComponent(source)}.wav`),
+            "aria-label": `${source} audio`,
+            onerror: (event) => {
+              event.target.replaceWith(
+                element("span", {
+                  className: "muted",
+                  textContent: "audio no longer retained",
+                }),
+              );
+            },
+          }),
+        ),
+      ),
+    );
     const timeline = element("ol", { className: "timeline", "data-testid": "timeline" });
     for (const segment of session.transcript) timeline.append(segmentLine(segment));
     for (const partial of session.live_tail) timeline.append(tailLine(partial));
@@ -154,6 +177,7 @@ export class Library {
         element("span", { className: "downloads" }, "Download ", ...downloads),
         remove,
       ),
+      element("div", { className: "players" }, ...players),
       timeline,
     );
     this.detail.hidden = false;
