@@ -13,7 +13,7 @@ from capture.echopanel import live_listener
 from capture.hub import Hub
 from capture.library_proxy import library
 from capture.native import stream_endpoint
-from capture.session_audio import source_audio
+from capture.openai_realtime import realtime_endpoint
 from capture.uploads import create_transcription, get_transcription
 from capture.web_page import browser_token, cors_middleware, index, page_config, static_files
 
@@ -51,15 +51,11 @@ def build_app(hub: Hub) -> Starlette:
             Route("/v1/transcriptions/{session_id}", get_transcription, methods=["GET"]),
             WebSocketRoute("/v1/listen", listen_endpoint),
             Route("/v1/listen", listen_file, methods=["POST"]),
+            WebSocketRoute("/v1/realtime", realtime_endpoint),
             Route("/", index, methods=["GET"]),
             Mount("/web", static_files(), name="web"),
             Route("/v1/web/config", page_config, methods=["GET"]),
             Route("/v1/browser-token", browser_token, methods=["POST"]),
-            Route(
-                "/v1/library/sessions/{session_id}/audio/{source}.wav",
-                source_audio,
-                methods=["GET"],
-            ),
             Route("/v1/library/{path:path}", library, methods=["GET", "DELETE"]),
         ],
         middleware=cors_middleware(hub.settings),

@@ -1,0 +1,270 @@
+"""``/v1/realtime``: OpenAI's Realtime API in transcription mode (GA and beta event shapes).
+
+The client appends base64 audio; capture's VAD (or the client's commits, with
+``turn_detection: null``) delimits items; the engine's partials become append-only deltas and its
+finals the ``completed`` transcripts. No responses are ever created. The bus session opens with
+the first audio, so a ``session.update`` sent before it may still pick the format and the engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+from starlette.websockets import WebSocket
+
+from capture.connection import Fatal, LiveConnection, Refusal, Rejected, admit
+from capture.hub import Hub
+from capture.limits import format_problem
+from capture.openai_realtime_events import (
+    CLIENT_EVENT,
+    CLIENT_TYPES,
+    RESPONSE_TYPES,
+    Append,
+    Clear,
+    Commit,
+    Dialect,
+    SessionConfig,
+    SessionUpdate,
+    TranscriptionSessionUpdate,
+    VadSettings,
+    cleared,
+    error_event,
+    new_id,
+)
+from capture.openai_realtime_items import Event, Items
+from capture.relay import TranscriptEvent
+from capture.vad import Boundary
+from echostream_shared import messages as m
+from echostream_shared.logging import get_logger
+
+log = get_logger("openai_realtime")
+
+SOURCE = "default"
+RATE = m.SAMPLE_RATE
+MIN_COMMIT_MS = 100
+COMPLETION_GRACE_S = 10.0
+"""An ended item with no final after this (plus the workers' lag) completes with what it has."""
+BETA_HEADER = "realtime=v1"
+BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
+
+# Our rejection codes in OpenAI's terms: (code, param).
+CODES: dict[str, tuple[str, str | None]] = {
+    "bad_json": ("invalid_json", None),
+    "bad_message": ("invalid_value", None),
+    "bad_frame": ("invalid_value", "audio"),
+    "frame_too_large": ("invalid_value", None),
+    "unexpected_binary": ("invalid_value", None),
+    "unauthorized": ("invalid_api_key", None),
+}
+
+
+class OpenAIRejected(Rejected):
+    """A refusal that names the offending parameter."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(code, message)
+        self.param = param
+
+
+async def realtime_endpoint(ws: WebSocket) -> None:
+    """The WebSocket endpoint."""
+    await admit(ws, OpenAIRealtimeConnection)
+
+
+def engine_for(hub: Hub, model: str | None) -> str:
+    """A configured engine named by ``model``, else the default engine."""
+    engines = hub.settings.engines
+    return model if model in engines else engines[0]
+
+
+class OpenAIRealtimeConnection(LiveConnection):
+    """One transcription session."""
+
+    protocol: ClassVar[str] = "openai"
+    subprotocol: ClassVar[str | None] = "realtime"
+    refusal_texts: ClassVar[dict[Refusal, str]] = {"unauthorized": "Incorrect API key provided."}
+
+    def __init__(self, hub: Hub, ws: WebSocket) -> None:
+        super().__init__(hub, ws)
+        self.session_id = new_id("sess")
+        self.dialect: Dialect = "beta" if _beta(ws) else "ga"
+        self.config = SessionConfig()
+        self.model = ws.query_params.get("model") or None
+        self.items = Items(self.dialect)
+        settings = hub.settings
+        self.vad = VadSettings(
+            settings.vad_threshold, settings.vad_pre_roll_ms, settings.vad_min_silence_ms
+        )
+        self._event_id: str | None = None  # of the client event being handled
+        self._appended = 0  # 16 kHz samples appended so far
+        self._buffer_start = 0  # where the uncommitted audio begins (16 kHz samples)
+
+    # -- the protocol's hooks ------------------------------------------------------------------
+
+    async def on_open(self) -> None:
+        self._send({"type": "session.created", "session": self._session_object(self.dialect)})
+
+    async def on_text(self, message: dict[str, Any]) -> bool:
+        event_id = message.get("event_id")
+        self._event_id = event_id[:512] if isinstance(event_id, str) else None
+        await self._dispatch(message)
+        self._event_id = None  # an error raised above still names it (see error_message)
+        return False  # the client ends the session by closing the socket
+
+    def error_message(self, exc: Rejected | Fatal) -> dict[str, Any]:
+        code, param = CODES.get(exc.code, (exc.code, None))
+        if isinstance(exc, OpenAIRejected):
+            param = exc.param
+        event = error_event(code, exc.message, param=param, event_id=self._event_id)
+        self._event_id = None
+        if isinstance(exc, Fatal) and exc.code != "unauthorized":
+            event["error"]["type"] = "server_error"
+        event["event_id"] = new_id("event")
+        return event
+
+    async def on_transcript(self, event: TranscriptEvent) -> None:
+        self._send_all(self.items.transcript(event, time.monotonic()))
+
+    def on_speech(self, source: str, boundary: Boundary) -> None:
+        if boundary.kind == "started":
+            self._send_all(self.items.start(boundary.sample, announce=not self.config.manual))
+        else:
+            self._buffer_start = max(self._buffer_start, boundary.sample)
+            self._send_all(self.items.end(boundary.sample, time.monotonic()))
+
+    def on_tick(self) -> None:
+        assert self.relay is not None
+        grace = COMPLETION_GRACE_S + self.hub.workers.lag_s(self.relay.engine)
+        self._send_all(self.items.overdue(time.monotonic(), grace))
+
+    # -- client events -------------------------------------------------------------------------
+
+    async def _dispatch(self, raw: dict[str, Any]) -> None:
+        kind: str = raw["type"]
+        if kind in RESPONSE_TYPES:
+            raise OpenAIRejected(
+                "invalid_value",
+                f"{kind} is not available in a transcription session: it never creates responses",
+                "type",
+            )
+        if kind not in CLIENT_TYPES:
+            supported = ", ".join(sorted(CLIENT_TYPES))
+            raise OpenAIRejected(
+                "invalid_value",
+                f"Invalid value: {kind[:64]!r}. Supported values are: {supported}.",
+                "type",
+            )
+        try:
+            event = CLIENT_EVENT.validate_python(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            param = ".".join(str(part) for part in first["loc"][1:]) or None  # after the type tag
+            code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
+            raise OpenAIRejected(code, f"Invalid '{param}': {first['msg']}", param) from None
+        if isinstance(event, Append):
+            await self._append(event)
+        elif isinstance(event, Commit):
+            await self._commit()
+        elif isinstance(event, Clear):
+            await self._clear()
+        elif isinstance(event, SessionUpdate):
+            await self._update(self.config.updated_ga(event.session), "ga")
+        elif isinstance(event, TranscriptionSessionUpdate):
+            await self._update(self.config.updated_beta(event.session), "beta")
+
+    async def _update(self, config: SessionConfig, dialect: Dialect) -> None:
+        fmt = config.audio_format
+        if (problem := format_problem(fmt, self.hub.settings)) is not None:
+            raise OpenAIRejected("invalid_value", problem, _format_param(dialect))
+        if self.session is not None and fmt != self.formats[SOURCE]:
+            raise OpenAIRejected(
+                "invalid_value",
+                "the input audio format cannot change after audio was appended",
+                _format_param(dialect),
+            )
+        was_manual = self.config.manual
+        self.config = config
+        self.items.logprobs = config.logprobs
+        if self.session is not None and config.manual != was_manual:
+            await self.set_segmentation(SOURCE, "manual" if config.manual else "vad")
+        reply = "session.updated" if dialect == "ga" else "transcription_session.updated"
+        self._send({"type": reply, "session": self._session_object(dialect)})
+
+    async def _append(self, append: Append) -> None:
+        try:
+            data = base64.b64decode(append.audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise OpenAIRejected("invalid_value", "audio is not valid base64", "audio") from None
+        if not data:
+            return
+        if self.session is None:
+            await self._open()
+        await self.write_audio(SOURCE, data)
+        fmt = self.formats[SOURCE]
+        self._appended += len(data) // fmt.frame_bytes * RATE // fmt.sample_rate
+
+    async def _commit(self) -> None:
+        buffered_ms = max(0, self._appended - self._buffer_start) * 1000 // RATE
+        if buffered_ms < MIN_COMMIT_MS:
+            raise OpenAIRejected(
+                "input_audio_buffer_commit_empty",
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {buffered_ms}ms of audio.",
+            )
+        cut = await self.cut(SOURCE)
+        start, self._buffer_start = self._buffer_start, max(self._buffer_start, cut)
+        if self.items.last_end != cut and not self.config.manual and cut - start >= RATE // 10:
+            # Server VAD heard no speech in what is committed: an item with nothing to transcribe.
+            self._send_all(self.items.commit_silence(start, cut))
+
+    async def _clear(self) -> None:
+        self.items.clear()
+        if self.session is not None and self._appended > self._buffer_start:
+            self.items.discarding = True
+            try:
+                self._buffer_start = max(self._buffer_start, await self.cut(SOURCE))
+            finally:
+                self.items.discarding = False
+        self._buffer_start = max(self._buffer_start, self._appended)
+        self._send(cleared())
+
+    async def _open(self) -> None:
+        """The bus session, opened with the first audio."""
+        transcription = self.config.transcription
+        chosen = self.model or (transcription.model if transcription is not None else None)
+        engine = engine_for(self.hub, chosen)
+        self.formats[SOURCE] = self.config.audio_format
+        metadata = {"openai_session_id": self.session_id}
+        if chosen:
+            metadata["model"] = chosen[:64]
+        await self.open_session(engine, metadata)
+        if self.config.manual:
+            await self.set_segmentation(SOURCE, "manual")
+        log.info("openai.session", engine=engine, dialect=self.dialect, manual=self.config.manual)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _session_object(self, dialect: Dialect) -> dict[str, Any]:
+        if dialect == "ga":
+            return self.config.ga_session(self.session_id, self.vad)
+        return self.config.beta_session(self.session_id, self.vad)
+
+    def _send(self, event: Event) -> None:
+        self.outbox.send({"event_id": new_id("event"), **event})
+
+    def _send_all(self, events: list[Event]) -> None:
+        for event in events:
+            self._send(event)
+
+
+def _beta(ws: WebSocket) -> bool:
+    offered = ws.headers.get("sec-websocket-protocol", "")
+    return BETA_HEADER in ws.headers.get("openai-beta", "") or BETA_SUBPROTOCOL in offered
+
+
+def _format_param(dialect: Dialect) -> str:
+    return "session.audio.input.format" if dialect == "ga" else "session.input_audio_format"

@@ -1,0 +1,236 @@
+"""``/v1/realtime`` driven by the official ``openai`` SDK (GA and beta), on real speech through the
+whole pipeline: nats-server, the whisper.cpp worker, capture and the aggregator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from capture_audio import conversation, silence
+from compat.openai_helpers import (
+    COMPLETED,
+    DELTA,
+    PCM_RATE,
+    TOKEN,
+    accuracy_speech,
+    append_paced,
+    check_event_rules,
+    client,
+    ga_client,
+    mulaw,
+    native_transcript,
+    reading,
+    resample,
+    speech_sample,
+    stored_session,
+)
+from pipeline_procs import Pipeline, running_pipeline
+from speech_corpus import wer
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError
+
+pytestmark = pytest.mark.slow
+
+PCM_BYTES_PER_S = PCM_RATE * 2
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    with running_pipeline(
+        tmp_path_factory.mktemp("openai-realtime"), ECHOSTREAM_CAPTURE_TOKEN=TOKEN
+    ) as running:
+        yield running
+
+
+async def test_ga_server_vad_session_follows_every_event_rule(pipeline: Pipeline) -> None:
+    speech = conversation(gap_s=1.2, names=("quick_brown_fox", "hello_world"))
+    audio = resample(np.concatenate([speech.pcm, silence(1.0)]), PCM_RATE).tobytes()
+    sdk = ga_client(pipeline)
+    async with (
+        sdk.realtime.connect(extra_query={"intent": "transcription"}) as conn,
+        reading(conn) as got,
+    ):
+        created = await got.wait_for(lambda e: e["type"] == "session.created")
+        assert created["session"]["type"] == "transcription"
+        assert created["session"]["audio"]["input"]["format"] == {
+            "type": "audio/pcm",
+            "rate": 24000,
+        }
+        await conn.session.update(
+            session={
+                "type": "transcription",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": 24000},
+                        "transcription": {"model": "gpt-4o-transcribe", "language": "en"},
+                        "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+                    }
+                },
+                "include": ["item.input_audio_transcription.logprobs"],
+            }
+        )
+        updated = await got.wait_for(lambda e: e["type"] == "session.updated")
+        effective = updated["session"]["audio"]["input"]
+        assert effective["transcription"]["model"] == "gpt-4o-transcribe"
+        assert effective["turn_detection"]["type"] == "server_vad"
+        await append_paced(conn, audio, PCM_BYTES_PER_S, speed=1.0)
+        await got.wait_for(lambda e: e["type"] == COMPLETED and e["transcript"], 30)
+        await got.wait_completed(timeout_s=30)
+    check_event_rules(got.events, server_vad=True)
+    assert got.of_type(DELTA), "partials reach the client as deltas"
+    assert len(got.of_type("input_audio_buffer.committed")) >= 2, "one item per utterance"
+    assert wer(speech.text, got.transcript()) <= 0.2
+    first = got.of_type(COMPLETED)[0]
+    assert first["logprobs"] and all(p["logprob"] <= 0 for p in first["logprobs"])
+    starts = [e["audio_start_ms"] for e in got.of_type("input_audio_buffer.speech_started")]
+    assert starts == sorted(starts) and 800 <= starts[0] <= 1300, starts
+
+
+async def test_realtime_accuracy_matches_the_native_protocol(pipeline: Pipeline) -> None:
+    speech = accuracy_speech()
+    pcm24 = resample(np.concatenate([speech.pcm, silence(1.0)]), PCM_RATE)
+    native = await native_transcript(pipeline, pcm24, PCM_RATE)
+    async with client(pipeline).realtime.connect() as conn, reading(conn) as got:
+        await conn.session.update(session={"type": "transcription"})
+        await append_paced(conn, pcm24.tobytes(), PCM_BYTES_PER_S, speed=4.0)
+        await got.wait_completed(timeout_s=90)
+    check_event_rules(got.events, server_vad=True)
+    found, reference = wer(speech.text, got.transcript()), wer(speech.text, native)
+    print(f"WER realtime {found:.3f} native {reference:.3f}")
+    assert found <= reference + 0.02
+
+
+async def test_beta_manual_commits_with_g711(pipeline: Pipeline) -> None:
+    names = ("hello_world", "quick_brown_fox")
+    async with (
+        client(pipeline).beta.realtime.connect(model="gpt-4o-transcribe") as conn,
+        reading(conn) as got,
+    ):
+        await got.wait_for(lambda e: e["type"] == "session.created")
+        await conn.transcription_session.update(
+            session={
+                "input_audio_format": "g711_ulaw",
+                "input_audio_transcription": {"model": "whisper-1"},
+                "turn_detection": None,
+            },
+            event_id="evt_update",
+        )
+        updated = await got.wait_for(lambda e: e["type"] == "transcription_session.updated")
+        assert updated["session"]["input_audio_format"] == "g711_ulaw"
+        assert updated["session"]["turn_detection"] is None
+        await conn.input_audio_buffer.commit(event_id="evt_early")
+        empty = await got.wait_for(lambda e: e["type"] == "error")
+        assert empty["error"]["code"] == "input_audio_buffer_commit_empty"
+        assert empty["error"]["event_id"] == "evt_early"
+        for name in names:
+            speech = speech_sample(name)
+            audio = mulaw(np.concatenate([silence(0.3), speech.pcm, silence(0.3)]))
+            for offset in range(0, len(audio), 1600):
+                chunk = base64.b64encode(audio[offset : offset + 1600]).decode()
+                await conn.input_audio_buffer.append(audio=chunk)
+            await conn.input_audio_buffer.commit()
+        # audio that is cleared is neither committed nor answered (it is still stored)
+        await conn.input_audio_buffer.append(
+            audio=base64.b64encode(mulaw(speech_sample("hello_world").pcm)).decode()
+        )
+        await conn.input_audio_buffer.clear()
+        await got.wait_for(lambda e: e["type"] == "input_audio_buffer.cleared")
+        await got.wait_completed(timeout_s=60)
+        await asyncio.sleep(1.0)
+    events = [e for e in got.events if e["type"] != "error"]
+    check_event_rules(events, server_vad=False)
+    assert not got.of_type("input_audio_buffer.speech_started"), "manual mode has no VAD events"
+    assert got.of_type("conversation.item.created"), "beta names the item event created"
+    completed = got.of_type(COMPLETED)
+    assert len(completed) == len(names)
+    for done, name in zip(completed, names, strict=True):
+        assert wer(speech_sample(name).text, done["transcript"]) <= 0.25, done
+
+
+async def test_bad_input_gets_openai_errors_and_the_session_goes_on(pipeline: Pipeline) -> None:
+    speech = speech_sample("hello_world")
+    async with client(pipeline).realtime.connect() as conn, reading(conn) as got:
+        await got.wait_for(lambda e: e["type"] == "session.created")
+        await conn.send_raw("{this is not json")
+        await conn.send({"type": "no.such.event", "event_id": "evt_unknown"})  # type: ignore[arg-type, typeddict-item]
+        await conn.send({"type": "response.create", "event_id": "evt_response"})
+        await conn.input_audio_buffer.append(audio="%%% not base64 %%%", event_id="evt_b64")
+        await conn.input_audio_buffer.append(
+            audio=base64.b64encode(b"\x01\x02\x03").decode(), event_id="evt_odd"
+        )
+        await conn.session.update(
+            session={
+                "type": "transcription",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 200000}}},
+            },  # type: ignore[typeddict-item]
+            event_id="evt_format",
+        )
+        await conn.send(
+            {"type": "session.update", "session": {"type": "realtime"}, "event_id": "evt_kind"}
+        )  # type: ignore[arg-type, typeddict-item]
+        await got.wait_for(lambda e: e.get("error", {}).get("event_id") == "evt_kind")
+        errors = {e["error"]["event_id"]: e["error"] for e in got.of_type("error")}
+        assert errors[None]["code"] == "invalid_json"
+        assert errors["evt_unknown"]["code"] == "invalid_value"
+        assert errors["evt_unknown"]["param"] == "type"
+        assert "transcription session" in errors["evt_response"]["message"]
+        assert errors["evt_b64"]["param"] == "audio"
+        assert errors["evt_odd"]["param"] == "audio"
+        assert errors["evt_format"]["param"] == "session.audio.input.format"
+        assert errors["evt_kind"]["param"] == "session.type"
+        assert all(e["type"] == "invalid_request_error" for e in errors.values())
+        # nothing of that ended the session: real speech after it is transcribed
+        audio = resample(np.concatenate([silence(0.5), speech.pcm, silence(1.0)]), PCM_RATE)
+        await append_paced(conn, audio.tobytes(), PCM_BYTES_PER_S, speed=4.0)
+        done = await got.wait_for(lambda e: e["type"] == COMPLETED, 30)
+    assert wer(speech.text, done["transcript"]) <= 0.25
+
+
+@pytest.mark.parametrize("api_key", ["wrong-key", None])
+async def test_a_wrong_or_missing_key_is_refused_with_1008(
+    pipeline: Pipeline, api_key: str | None
+) -> None:
+    sdk = client(pipeline, api_key=api_key or "unused")
+    headers = {"Authorization": ""} if api_key is None else {}  # no key at all
+    async with sdk.realtime.connect(extra_headers=headers) as conn, reading(conn) as got:
+        refused = await got.wait_for(lambda e: e["type"] == "error")
+        with pytest.raises(AssertionError):
+            await got.wait_for(lambda e: e["type"] == "session.created", timeout_s=5)
+    assert refused["error"]["code"] == "invalid_api_key"
+    assert isinstance(got.closed, ConnectionClosedError) and got.closed.rcvd is not None
+    assert got.closed.rcvd.code == 1008
+
+
+async def test_a_browser_key_in_the_subprotocol_gets_realtime_selected(pipeline: Pipeline) -> None:
+    protocols = ["realtime", f"openai-insecure-api-key.{TOKEN}", "openai-beta.realtime-v1"]
+    url = pipeline.ws + "/v1/realtime?model=whisper"
+    async with connect(url, subprotocols=protocols) as ws:  # type: ignore[arg-type]
+        assert ws.subprotocol == "realtime"
+        created = json.loads(await ws.recv())
+    assert created["type"] == "session.created"
+    assert "input_audio_format" in created["session"], "the beta subprotocol gets beta shapes"
+
+
+async def test_a_client_that_vanishes_mid_utterance_is_still_transcribed_and_stored(
+    pipeline: Pipeline,
+) -> None:
+    speech = conversation(gap_s=0.8, names=("quick_brown_fox", "hello_world"))
+    audio = resample(speech.pcm, PCM_RATE).tobytes()
+    cut = len(audio) * 3 // 4 // 2 * 2  # inside the second utterance
+    async with client(pipeline).realtime.connect() as conn, reading(conn) as got:
+        created = await got.wait_for(lambda e: e["type"] == "session.created")
+        await append_paced(conn, audio[:cut], PCM_BYTES_PER_S, speed=4.0)
+        await asyncio.sleep(0.3)
+        conn._connection.transport.abort()  # the network drops: no close frame
+    stored = await stored_session(pipeline, created["session"]["id"])
+    text = " ".join(segment["text"] for segment in stored["transcript"])
+    assert stored["status"] == "closed" and stored["complete"]
+    assert stored["client"] == "openai"
+    first = speech_sample("quick_brown_fox").text.split()
+    words = text.split()
+    assert wer(" ".join(first), " ".join(words[: len(first)])) <= 0.25
+    assert len(words) > len(first), "words of the unfinished utterance are stored"
