@@ -174,10 +174,10 @@ class DeepgramLive(LiveConnection):
             self._closing = True
             return
         self._sha.update(data)
-        if self._raw is not None:
-            await self._write_raw(data)
-        elif self._decoder is not None:
+        if self._decoder is not None:
             await self._feed_decoder(data)
+        elif self._raw is not None:
+            await self._write_raw(data)
         else:
             await self._sniff(data)
         self._check_silences()
@@ -539,7 +539,7 @@ class DeepgramLive(LiveConnection):
             self._sha.hexdigest(),
             self.created,
             duration,
-            len(self.names) if self.options.multichannel else self.options.channels,
+            self._raw.channels if self._raw is not None else self.options.channels,
         )
         return metadata.json_dict()
 
