@@ -61,7 +61,7 @@ def test_every_long_running_service_has_a_health_check_a_restart_policy_and_limi
 ) -> None:
     for name, spec in everything["services"].items():
         assert spec.get("restart") == "unless-stopped", name
-        assert spec.get("healthcheck", {}).get("test") or name == "nats-exporter", name
+        assert spec.get("healthcheck", {}).get("test"), name
         resources = spec.get("deploy", {}).get("resources", {})
         assert resources.get("limits") or resources.get("reservations"), name
 
@@ -188,3 +188,30 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     ignored = (REPO / ".dockerignore").read_text().split()
     for path in (".venv", ".run", "models", ".git"):
         assert path in ignored or f"{path}/" in ignored, path
+
+
+def test_base_images_are_variables_whose_defaults_are_the_public_images(
+    everything: dict[str, Any],
+) -> None:
+    assert not DOCKERFILE.read_text().startswith("# syntax"), "a syntax line needs a pull"
+    assert everything["services"]["nats"]["image"] == "nats:2.11-alpine"
+    for name, spec in own_services(everything).items():
+        assert spec["build"]["args"]["PYTHON_IMAGE"] == "python:3.11-slim-bookworm", name
+        assert spec["build"]["args"]["UV_IMAGE"] == "ghcr.io/astral-sh/uv:0.13.8", name
+    stand_ins = {
+        "ECHOSTREAM_PYTHON_IMAGE": "echostream-local/python:3.11-bookworm",
+        "ECHOSTREAM_UV_IMAGE": "echostream-local/uv:0.13.8",
+        "ECHOSTREAM_NATS_IMAGE": "echostream-local/nats:2.15.1",
+    }
+    result = compose_run(
+        "-f", str(CLUSTER_FILE), "config", "--format", "json", env={**SECRETS, **stand_ins}
+    )
+    assert result.returncode == 0, result.stderr
+    local = yaml.safe_load(result.stdout)
+    assert {local["services"][n]["image"] for n in ("nats", "nats-2", "nats-3")} == {
+        stand_ins["ECHOSTREAM_NATS_IMAGE"]
+    }
+    assert (
+        local["services"]["capture"]["build"]["args"]["UV_IMAGE"]
+        == stand_ins["ECHOSTREAM_UV_IMAGE"]
+    )
