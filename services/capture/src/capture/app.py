@@ -14,6 +14,7 @@ from capture.hub import Hub
 from capture.library_proxy import library
 from capture.native import stream_endpoint
 from capture.openai_realtime import realtime_endpoint
+from capture.openai_transcriptions import create_transcription as openai_transcription
 from capture.uploads import create_transcription, get_transcription
 from capture.web_page import browser_token, cors_middleware, index, page_config, static_files
 
@@ -52,6 +53,7 @@ def build_app(hub: Hub) -> Starlette:
             WebSocketRoute("/v1/listen", listen_endpoint),
             Route("/v1/listen", listen_file, methods=["POST"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
+            Route("/v1/audio/transcriptions", openai_transcription, methods=["POST"]),
             Route("/", index, methods=["GET"]),
             Mount("/web", static_files(), name="web"),
             Route("/v1/web/config", page_config, methods=["GET"]),
