@@ -183,7 +183,7 @@ def stereo(left: np.ndarray[Any, Any], right: np.ndarray[Any, Any]) -> bytes:
     return pair.tobytes()
 
 
-def corpus_speech(min_s: float = 40.0) -> Speech:
+def corpus_speech(min_s: float = 30.0) -> Speech:
     """LibriSpeech dev utterances with pauses between them, about ``min_s`` long."""
     items = [i for i in load_items("dev") if i.source.startswith("librispeech")]
     parts, texts, total = [silence(0.5)], [], 0.0

@@ -113,6 +113,13 @@ async def test_bearer_tokens_and_the_token_subprotocol_are_accepted(pipeline: Pi
         messages = await sdk_messages(ws)
     assert isinstance(messages[-1], ListenV1Metadata)
 
+    async with connect(
+        listen_url(pipeline, encoding="linear16", sample_rate=RATE, token=TOKEN)
+    ) as ws:
+        await ws.send(b"")  # the legacy end of stream
+        messages = await sdk_messages(ws)
+    assert isinstance(messages[-1], ListenV1Metadata) and ws.close_code == 1000
+
 
 async def test_bad_messages_get_schema_errors_and_split_samples_lose_nothing(
     pipeline: Pipeline,
