@@ -37,7 +37,7 @@ async def test_subtitles_parse_and_match_the_segments(
 
 def one_segment(text: str, start: int, end: int) -> SessionRecord:
     final = FinalRecord("whisper", "seg", "mic", start, end, text, [], None, None, 0.0)
-    return SessionRecord("s", None, 0.0, None, None, [], {}, [], set(), [], finals=[final])
+    return SessionRecord("s", None, 0.0, None, None, [], {}, [], set(), {}, [], finals=[final])
 
 
 def test_cue_text_cannot_break_the_format() -> None:

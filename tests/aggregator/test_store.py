@@ -232,3 +232,22 @@ async def test_nul_characters_are_stored_without_them(store: SessionStore) -> No
     assert record is not None
     assert (record.client, record.metadata, record.close_reason) == ("c", {"k": "v"}, "r")
     assert record.finals[0].text == "ab" and record.finals[0].words[0]["text"] == "ab"
+
+
+async def test_an_engine_that_gave_up_marks_the_source_failed_for_it(store: SessionStore) -> None:
+    script = session_script()
+    gave_up = []
+    for item in script:
+        message = item.message
+        if isinstance(message, m.SourceTranscribed) and message.engine == "voxtral":
+            message = message.model_copy(update={"failure": "JobFailed: audio rejected"})
+        gave_up.append(Published(item.subject, message))
+    await apply_all(store, gave_up)
+    record = await load_session(store.engine, "sess-1", "voxtral")
+    assert record is not None
+    session = detail(record, "voxtral")
+    assert session.complete, "a failed engine is finished: nothing is left to wait for"
+    failed = {source.source: source.failed_by for source in session.source_details}
+    assert failed == {s: {"voxtral": "JobFailed: audio rejected"} for s in ("mic", "system")}
+    whisper = detail(record, "whisper")
+    assert all("whisper" not in s.failed_by for s in whisper.source_details)

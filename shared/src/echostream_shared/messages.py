@@ -179,7 +179,8 @@ class SourceTranscribed(Message):
     """An engine has published every final of a source, up to ``end_sample``.
 
     It follows the source's last final on the transcript subject, so a reader of that subject
-    knows the transcript is complete once it arrives.
+    knows the transcript is complete once it arrives. With ``failure`` set, the engine gave up on
+    the source for good: its transcript ends at its last final and stays incomplete.
     """
 
     type: Literal["source.transcribed"] = "source.transcribed"
@@ -189,6 +190,9 @@ class SourceTranscribed(Message):
     end_sample: Sample
     finals: Annotated[int, Field(ge=0)] = Field(description="finals published for the source")
     emitted_at: Seconds
+    failure: str | None = Field(
+        default=None, max_length=500, description="why the engine gave up on the source"
+    )
 
 
 class WorkerStatus(Message):

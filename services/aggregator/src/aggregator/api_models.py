@@ -54,6 +54,11 @@ class SourceOut(ApiModel):
     duration_s: float | None = Field(default=None, description="audio length, once closed")
     engines: list[str]
     transcribed_by: list[str] = Field(description="engines that finished this source")
+    failed_by: dict[str, str] = Field(
+        default_factory=dict,
+        description="engines that gave up on this source for good, and why (its transcript "
+        "from them ends at their last final)",
+    )
 
 
 class SessionSummary(ApiModel):

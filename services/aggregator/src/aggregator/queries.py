@@ -87,12 +87,15 @@ async def _records(conn: AsyncConnection, ids: Sequence[str]) -> list[SessionRec
             SourceRecord(row.source, row.opened_at, row.closed_at, row.end_sample, row.engines)
         )
     transcribed: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    failures: dict[str, dict[tuple[str, str], str]] = defaultdict(dict)
     for row in await conn.execute(
-        select(e.session_id, e.source, e.engine).where(
+        select(e.session_id, e.source, e.engine, e.failure).where(
             e.session_id.in_(ids), e.transcribed.is_(True)
         )
     ):
         transcribed[row.session_id].add((row.source, row.engine))
+        if row.failure is not None:
+            failures[row.session_id][(row.source, row.engine)] = row.failure
     stats: dict[str, list[FinalStats]] = defaultdict(list)
     stats_query = (
         select(
@@ -116,7 +119,7 @@ async def _records(conn: AsyncConnection, ids: Sequence[str]) -> list[SessionRec
         )
     by_id = {row.session_id: row for row in rows}
     return [
-        _record(by_id[sid], sources[sid], transcribed[sid], stats[sid])
+        _record(by_id[sid], sources[sid], transcribed[sid], failures[sid], stats[sid])
         for sid in ids
         if sid in by_id
     ]
@@ -126,6 +129,7 @@ def _record(
     row: Any,
     sources: list[SourceRecord],
     transcribed: set[tuple[str, str]],
+    failures: dict[tuple[str, str], str],
     stats: list[FinalStats],
 ) -> SessionRecord:
     return SessionRecord(
@@ -138,6 +142,7 @@ def _record(
         metadata=dict(row.session_metadata),
         sources=sources,
         transcribed=transcribed,
+        failures=failures,
         stats=stats,
     )
 

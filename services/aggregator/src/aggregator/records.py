@@ -71,6 +71,8 @@ class SessionRecord:
     metadata: dict[str, str]
     sources: list[SourceRecord]
     transcribed: set[tuple[str, str]]
+    failures: dict[tuple[str, str], str]
+    """(source, engine) pairs whose engine gave up, and why; they count as transcribed."""
     stats: list[FinalStats]
     finals: list[FinalRecord] = field(default_factory=list)
     partials: list[PartialRecord] = field(default_factory=list)

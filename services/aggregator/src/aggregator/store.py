@@ -281,7 +281,12 @@ async def _source_transcribed(conn: AsyncConnection, event: m.SourceTranscribed)
             e.engine == event.engine,
             e.transcribed.is_(False),
         )
-        .values(transcribed=True, end_sample=event.end_sample, finals=event.finals),
+        .values(
+            transcribed=True,
+            end_sample=event.end_sample,
+            finals=event.finals,
+            failure=event.failure,
+        ),
     )
     await conn.execute(
         delete(tb.partials).where(

@@ -68,6 +68,7 @@ source_engines = Table(
     Column("transcribed", Boolean, nullable=False, default=False),
     Column("end_sample", BigInteger),
     Column("finals", Integer),
+    Column("failure", String(500)),
 )
 
 finals = Table(

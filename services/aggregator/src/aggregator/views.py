@@ -66,6 +66,7 @@ def detail(record: SessionRecord, engine: str) -> SessionDetail:
                 duration_s=None if source.end_sample is None else seconds(source.end_sample),
                 engines=expected_engines(source.engines, record.engines),
                 transcribed_by=sorted(e for s, e in record.transcribed if s == source.source),
+                failed_by={e: why for (s, e), why in record.failures.items() if s == source.source},
             )
             for source in record.sources
         ],

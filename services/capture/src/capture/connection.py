@@ -80,10 +80,12 @@ class Fatal(Exception):
 
 @dataclass(frozen=True)
 class SourceOutcome:
-    """How a source ended: its length and whether its transcription is complete."""
+    """How a source ended: its length, whether its transcription is complete, and why not when
+    the engine gave up on it."""
 
     end_sample: int
     complete: bool
+    failure: str | None = None
 
 
 Refusal = Literal["unauthorized", "capacity"]
@@ -374,7 +376,8 @@ class LiveConnection(abc.ABC):
         await self._flush_normalizer(source)
         end = await self.session.sources[source].close()
         done = await self.relay.wait_transcribed(source, self.hub.settings.finish_timeout_s)
-        return SourceOutcome(end, done)
+        failure = self.relay.failures.get(source)
+        return SourceOutcome(end, done and failure is None, failure)
 
     async def _flush_normalizers(self) -> None:
         for source in list(self._normalizers):

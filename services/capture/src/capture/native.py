@@ -178,11 +178,14 @@ class NativeConnection(LiveConnection):
 def _outcome_json(outcome: SourceOutcome | None) -> dict[str, Any]:
     if outcome is None:  # declared but never sent audio
         return {"end_sample": 0, "duration": 0.0, "complete": True}
-    return {
+    body: dict[str, Any] = {
         "end_sample": outcome.end_sample,
         "duration": seconds(outcome.end_sample),
         "complete": outcome.complete,
     }
+    if outcome.failure is not None:
+        body["failure"] = outcome.failure
+    return body
 
 
 def _source_ended(source: str, outcome: SourceOutcome) -> dict[str, Any]:

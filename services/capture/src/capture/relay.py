@@ -34,6 +34,8 @@ class TranscriptRelay:
         self._on_event = on_event
         self._subject = t.transcript(engine, session_id, "*")
         self._transcribed: set[str] = set()
+        self.failures: dict[str, str] = {}
+        """Sources the engine gave up on, and why."""
         self._progress = asyncio.Condition()
         self._subscription: JetStreamContext.PushSubscription | None = None
 
@@ -74,6 +76,8 @@ class TranscriptRelay:
         if isinstance(message, m.TranscriptPartial | m.TranscriptFinal):
             await self._on_event(message)
         elif isinstance(message, m.SourceTranscribed):
+            if message.failure is not None:
+                self.failures[message.source] = message.failure
             async with self._progress:
                 self._transcribed.add(message.source)
                 self._progress.notify_all()

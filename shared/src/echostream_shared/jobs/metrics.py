@@ -20,6 +20,7 @@ class JobMetrics:
     active_streams: Gauge
     jobs: Counter
     transcripts: Counter
+    keep_alive_failures: Counter
 
 
 def job_metrics(engine: str, registry: CollectorRegistry = REGISTRY) -> JobMetrics:
@@ -56,6 +57,11 @@ def job_metrics(engine: str, registry: CollectorRegistry = REGISTRY) -> JobMetri
             f"{prefix}_transcripts_total",
             "Transcript messages published",
             ["kind"],
+            registry=registry,
+        ),
+        keep_alive_failures=Counter(
+            f"{prefix}_job_keep_alive_failures_total",
+            "Progress acks that failed (the job may move to another worker)",
             registry=registry,
         ),
     )

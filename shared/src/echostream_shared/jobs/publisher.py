@@ -83,7 +83,9 @@ class TranscriptPublisher:
         await self._bus.publish(self._subject, final, msg_id=final_msg_id(seg))
         return final
 
-    async def source_transcribed(self, end_sample: int, finals: int) -> m.SourceTranscribed:
+    async def source_transcribed(
+        self, end_sample: int, finals: int, failure: str | None = None
+    ) -> m.SourceTranscribed:
         done = m.SourceTranscribed(
             session_id=self._session_id,
             source=self._source,
@@ -91,6 +93,7 @@ class TranscriptPublisher:
             end_sample=end_sample,
             finals=finals,
             emitted_at=time.time(),
+            failure=failure[:500] if failure is not None else None,
         )
         msg_id = done_msg_id(self._engine, self._session_id, self._source)
         await self._bus.publish(self._subject, done, msg_id=msg_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import Histogram
 
@@ -22,7 +23,7 @@ from echostream_shared.codec import DecodeError, decode
 from echostream_shared.jobs.checkpoints import Checkpoint, CheckpointError, CheckpointStore
 from echostream_shared.jobs.metrics import JobMetrics
 from echostream_shared.jobs.publisher import TranscriptPublisher
-from echostream_shared.jobs.stream import EngineStream, HandBack, TranscriptSink
+from echostream_shared.jobs.stream import EngineStream, HandBack, JobFailed, TranscriptSink
 from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoint
 from echostream_shared.logging import get_logger
 
@@ -32,7 +33,13 @@ StreamFactory = Callable[[m.TranscriptionJob, ResumePoint | None, TranscriptSink
 """Opens an engine stream for a job, fresh or resumed, reporting to the sink."""
 
 HAND_BACK_DELAY_S = 5.0
-"""A job given away because the engine failed is not offered again sooner than this."""
+"""A job given away because the engine failed is not offered again sooner than this; the delay
+doubles with each delivery, up to ``MAX_RETRY_DELAY_S``."""
+MAX_RETRY_DELAY_S = 60.0
+UNEXPECTED_ERROR_ATTEMPTS = 3
+"""Deliveries an unclassified engine error may take before the job is failed for good."""
+BUS_ERRORS = (NatsError, ConnectionError)
+"""Failures of the bus, not of the engine: never counted against a job."""
 
 
 class Outcome(Enum):
@@ -40,6 +47,13 @@ class Outcome(Enum):
 
     FINISHED = "finished"
     HANDED_BACK = "handed_back"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+def retry_delay_s(delivery: int) -> float:
+    """The back-off before a job that failed on its ``delivery``-th delivery is offered again."""
+    return min(MAX_RETRY_DELAY_S, HAND_BACK_DELAY_S * 2.0 ** max(0, delivery - 1))
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,7 @@ class SourceJob:
         *,
         ack_wait_s: float,
         idle_timeout_s: float,
+        max_deliveries: int = 20,
     ) -> None:
         self.job = job
         self._bus = bus
@@ -75,6 +90,7 @@ class SourceJob:
         self._metrics = metrics
         self._ack_wait_s = ack_wait_s
         self._idle_timeout_s = idle_timeout_s
+        self._max_deliveries = max_deliveries
         self._publisher = TranscriptPublisher(bus, job.engine, job.session_id, job.source)
         self._chunks: deque[_ChunkSeen] = deque()
         self._last_seq = 0
@@ -110,13 +126,26 @@ class SourceJob:
                 return Outcome.FINISHED
             log.info("job.started", resumed=stored is not None)
             self._finals = stored.finals if stored else 0
-            stream = self._open_stream(self.job, stored.resume if stored else None, _Sink(self))
-            self._stream = stream
             keep_alive = asyncio.create_task(self._keep_alive())
             try:
-                return await self._consume(stream, stored, stop)
+                return await self._transcribe(stored, stop)
             finally:
                 keep_alive.cancel()
+
+    async def _transcribe(self, stored: Checkpoint | None, stop: asyncio.Event) -> Outcome:
+        try:
+            stream = self._open_stream(self.job, stored.resume if stored else None, _Sink(self))
+        except Exception as exc:
+            return await self.settle_failure(exc)
+        self._stream = stream
+        try:
+            return await self._consume(stream, stored, stop)
+        except BUS_ERRORS:
+            raise  # not the engine's fault: the job is redelivered after the ack wait
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+            return await self.settle_failure(exc)
 
     async def _load_checkpoint(self) -> Checkpoint | None:
         try:
@@ -138,7 +167,7 @@ class SourceJob:
         try:
             while not stop.is_set():
                 if (failure := stream.failure()) is not None:
-                    return await self._hand_back(stream, failure)
+                    raise failure
                 try:
                     msg = await subscription.next_msg(timeout=1.0)
                 except TimeoutError:
@@ -158,19 +187,38 @@ class SourceJob:
             await self._job_msg.nak()
             log.info("job.handed_back")
             return Outcome.HANDED_BACK
-        except HandBack as exc:
-            return await self._hand_back(stream, exc)
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
-    async def _hand_back(self, stream: EngineStream, failure: BaseException) -> Outcome:
-        await stream.aclose()
-        if not isinstance(failure, HandBack):
-            raise failure
-        await self._job_msg.nak(delay=HAND_BACK_DELAY_S)
-        log.warning("job.handed_back", reason=str(failure))
-        return Outcome.HANDED_BACK
+    async def settle_failure(self, error: Exception) -> Outcome:
+        """Classify an engine error: retry later (nak with back-off) or fail the job for good.
+
+        ``HandBack`` is retried until the consumer's delivery limit is near, an unclassified
+        error ``UNEXPECTED_ERROR_ATTEMPTS`` times, ``JobFailed`` never. A failed job is
+        terminated and its source marked failed on the transcript subject, so the aggregator
+        and the client's connection learn it instead of waiting for a redelivery.
+        """
+        delivery = self._delivery()
+        attempts = self._max_deliveries - 1 if isinstance(error, HandBack) else 1
+        if not isinstance(error, HandBack | JobFailed):
+            attempts = UNEXPECTED_ERROR_ATTEMPTS
+        reason = f"{type(error).__name__}: {error}"
+        if not isinstance(error, JobFailed) and delivery < attempts:
+            delay = retry_delay_s(delivery)
+            await self._job_msg.nak(delay=delay)
+            log.warning("job.retrying", reason=reason, delivery=delivery, delay_s=delay)
+            return Outcome.RETRYING
+        await self._publisher.source_transcribed(self._end_sample, self._finals, failure=reason)
+        await self._job_msg.term()
+        log.error("job.failed", reason=reason, delivery=delivery)
+        return Outcome.FAILED
+
+    def _delivery(self) -> int:
+        try:
+            return int(self._job_msg.metadata.num_delivered)
+        except Exception:  # a message without JetStream metadata: count it as the first
+            return 1
 
     async def _handle(self, stream: EngineStream, msg: Msg) -> bool:
         """Apply one audio-stream message; True once the source is closed."""
@@ -260,8 +308,13 @@ class SourceJob:
     async def _keep_alive(self) -> None:
         while True:
             await asyncio.sleep(self._ack_wait_s / 3)
-            with contextlib.suppress(Exception):
+            try:
                 await self._job_msg.in_progress()
+            except Exception as exc:
+                # The job may move to another worker after the ack wait; the replay from the
+                # checkpoint keeps that safe, but it must be visible.
+                self._metrics.keep_alive_failures.inc()
+                log.warning("job.keep_alive_failed", error=repr(exc))
 
 
 class _Sink:

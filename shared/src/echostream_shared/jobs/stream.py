@@ -9,7 +9,17 @@ from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoi
 
 
 class HandBack(Exception):
-    """The engine cannot serve this stream now (e.g. misconfigured); another worker may."""
+    """The engine cannot serve this stream now (e.g. misconfigured); another worker may.
+
+    Retryable: the job goes back to the queue with a growing delay.
+    """
+
+
+class JobFailed(Exception):
+    """This stream can never be transcribed (e.g. audio the engine rejects): permanent.
+
+    The job is terminated, the source marked failed for the engine, and readers told.
+    """
 
 
 class TranscriptSink(Protocol):

@@ -154,6 +154,7 @@ class JobWorker:
             self._metrics,
             ack_wait_s=self._ack_wait_s,
             idle_timeout_s=self._options.source_idle_timeout_s,
+            max_deliveries=self._options.limits.job_max_deliver,
         )
         task = asyncio.create_task(source_job.run(stop))
         self._jobs[task] = source_job
@@ -166,9 +167,10 @@ class JobWorker:
         if task.cancelled():
             self._metrics.jobs.labels("cancelled").inc()
         elif (error := task.exception()) is not None:
-            self._metrics.jobs.labels("failed").inc()
+            # The bus failed under the job: it is redelivered once the ack wait passes.
+            self._metrics.jobs.labels("interrupted").inc()
             log.error(
-                "job.failed",
+                "job.interrupted",
                 session_id=source_job.job.session_id,
                 source=source_job.job.source,
                 error=repr(error),
