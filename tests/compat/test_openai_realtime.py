@@ -156,7 +156,7 @@ async def test_bad_input_gets_openai_errors_and_the_session_goes_on(pipeline: Pi
     async with client(pipeline).realtime.connect() as conn, reading(conn) as got:
         await got.wait_for(lambda e: e["type"] == "session.created")
         await conn.send_raw("{this is not json")
-        await conn.send({"type": "no.such.event", "event_id": "evt_unknown"})  # type: ignore[arg-type, typeddict-item]
+        await conn.send({"type": "no.such.event", "event_id": "evt_unknown"})
         await conn.send({"type": "response.create", "event_id": "evt_response"})
         await conn.input_audio_buffer.append(audio="%%% not base64 %%%", event_id="evt_b64")
         await conn.input_audio_buffer.append(
@@ -166,12 +166,19 @@ async def test_bad_input_gets_openai_errors_and_the_session_goes_on(pipeline: Pi
             session={
                 "type": "transcription",
                 "audio": {"input": {"format": {"type": "audio/pcm", "rate": 200000}}},
-            },  # type: ignore[typeddict-item]
+            },
             event_id="evt_format",
         )
         await conn.send(
+            {
+                "type": "transcription_session.update",
+                "session": {"input_audio_format": "mp3"},
+                "event_id": "evt_mp3",
+            }
+        )
+        await conn.send(
             {"type": "session.update", "session": {"type": "realtime"}, "event_id": "evt_kind"}
-        )  # type: ignore[arg-type, typeddict-item]
+        )
         await got.wait_for(lambda e: e.get("error", {}).get("event_id") == "evt_kind")
         errors = {e["error"]["event_id"]: e["error"] for e in got.of_type("error")}
         assert errors[None]["code"] == "invalid_json"
@@ -181,6 +188,7 @@ async def test_bad_input_gets_openai_errors_and_the_session_goes_on(pipeline: Pi
         assert errors["evt_b64"]["param"] == "audio"
         assert errors["evt_odd"]["param"] == "audio"
         assert errors["evt_format"]["param"] == "session.audio.input.format"
+        assert errors["evt_mp3"]["param"] == "session.input_audio_format"
         assert errors["evt_kind"]["param"] == "session.type"
         assert all(e["type"] == "invalid_request_error" for e in errors.values())
         # nothing of that ended the session: real speech after it is transcribed
@@ -208,7 +216,7 @@ async def test_a_wrong_or_missing_key_is_refused_with_1008(
 async def test_a_browser_key_in_the_subprotocol_gets_realtime_selected(pipeline: Pipeline) -> None:
     protocols = ["realtime", f"openai-insecure-api-key.{TOKEN}", "openai-beta.realtime-v1"]
     url = pipeline.ws + "/v1/realtime?model=whisper"
-    async with connect(url, subprotocols=protocols) as ws:  # type: ignore[arg-type]
+    async with connect(url, subprotocols=protocols) as ws:
         assert ws.subprotocol == "realtime"
         created = json.loads(await ws.recv())
     assert created["type"] == "session.created"

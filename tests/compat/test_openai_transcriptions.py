@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import srt  # type: ignore[import-untyped]
+import srt
 import webvtt
 from capture_audio import conversation, silence
 from compat.openai_helpers import (
@@ -110,8 +110,8 @@ async def test_stream_sends_deltas_then_done(pipeline: Pipeline) -> None:
     assert kinds[-1] == "transcript.text.done" and kinds.count("transcript.text.done") == 1
     assert kinds.count("transcript.text.delta") >= 2, "a delta per utterance, as it is transcribed"
     done = events[-1]
-    assert "".join(e.delta for e in events[:-1]) == done.text  # type: ignore[union-attr]
-    assert wer(speech.text, done.text) <= 0.2  # type: ignore[union-attr]
+    assert "".join(e.delta for e in events[:-1]) == done.text
+    assert wer(speech.text, done.text) <= 0.2
 
 
 async def test_bad_requests_get_openai_error_bodies(pipeline: Pipeline) -> None:
@@ -127,7 +127,7 @@ async def test_bad_requests_get_openai_error_bodies(pipeline: Pipeline) -> None:
     assert unauthorized.value.code == "invalid_api_key"
 
     with pytest.raises(openai.BadRequestError) as bad_format:
-        await create(file=file, model="whisper-1", response_format="xml")  # type: ignore[arg-type]
+        await create(file=file, model="whisper-1", response_format="xml")
     assert bad_format.value.param == "response_format"
     assert bad_format.value.type == "invalid_request_error"
 
@@ -136,7 +136,7 @@ async def test_bad_requests_get_openai_error_bodies(pipeline: Pipeline) -> None:
     assert granularity.value.param == "timestamp_granularities"
 
     with pytest.raises(openai.BadRequestError) as streamed_srt:
-        await create(file=file, model="whisper-1", response_format="srt", stream=True)  # type: ignore[call-overload]
+        await create(file=file, model="whisper-1", response_format="srt", stream=True)
     assert streamed_srt.value.param == "stream"
 
     with pytest.raises(openai.APIStatusError) as undecodable:

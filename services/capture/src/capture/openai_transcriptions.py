@@ -130,7 +130,13 @@ async def _stream(hub: Hub, received: ReceivedFile, options: Options) -> Respons
     except UploadRefused as exc:
         return _refused(exc)
     outcome = asyncio.ensure_future(job.result())
-    outcome.add_done_callback(lambda _: finals.put_nowait(None))
+
+    def finished(future: asyncio.Future[FileTranscript]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved even when the client left; the stream reports it
+        finals.put_nowait(None)
+
+    outcome.add_done_callback(finished)
 
     async def events() -> AsyncIterator[str]:
         sent: list[str] = []
