@@ -24,12 +24,17 @@ pytestmark = pytest.mark.slow
 
 RATE = 16_000
 WORDED = ("quick_brown_fox", "hello_world", "quick_brown_fox")
+MAX_UPLOAD = 8_000_000
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     workdir = tmp_path_factory.mktemp("deepgram-prerecorded")
-    with running_pipeline(workdir, ECHOSTREAM_CAPTURE_TOKEN=TOKEN) as running:
+    with running_pipeline(
+        workdir,
+        ECHOSTREAM_CAPTURE_TOKEN=TOKEN,
+        ECHOSTREAM_CAPTURE_MAX_UPLOAD_BYTES=str(MAX_UPLOAD),
+    ) as running:
         yield running
 
 
@@ -159,6 +164,18 @@ async def test_refusals_in_deepgrams_error_shape(pipeline: Pipeline) -> None:
             request=b"\0" * 1000, model="nova-3", encoding="speex"
         )
     assert "unsupported encoding" in deepgram_error_body(speex.value, 400)["err_msg"]
+
+    with pytest.raises(BadRequestError) as multichannel:
+        await client.listen.v1.media.transcribe_file(
+            request=b"\0" * 1000, model="nova-3", multichannel=True
+        )
+    assert "live WebSocket only" in deepgram_error_body(multichannel.value, 400)["err_msg"]
+
+    with pytest.raises(ApiError) as too_large:
+        await client.listen.v1.media.transcribe_file(
+            request=b"\0" * (MAX_UPLOAD + 1), model="nova-3"
+        )
+    assert deepgram_error_body(too_large.value, 413)["err_code"] == "PAYLOAD_TOO_LARGE"
 
     with pytest.raises(BadRequestError) as bad_flag:
         await client.listen.v1.media.transcribe_file(
