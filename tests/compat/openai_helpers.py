@@ -192,6 +192,8 @@ async def append_paced(
 
 
 COMPLETED = "conversation.item.input_audio_transcription.completed"
+ITEM_EVENTS = ("conversation.item.added", "conversation.item.created")  # GA, beta
+ITEM = "conversation.item"
 DELTA = "conversation.item.input_audio_transcription.delta"
 
 
@@ -204,6 +206,9 @@ def check_event_rules(events: list[Event], *, server_vad: bool) -> None:
     for event in events:
         if "item_id" in event:
             items.setdefault(event["item_id"], []).append(event["type"])
+        elif event["type"] in ITEM_EVENTS:  # the user item a commit creates
+            items.setdefault(event["item"]["id"], []).append(ITEM)
+            assert event["item"]["role"] == "user" and event["item"]["type"] == "message"
     commits = [e for e in events if e["type"] == "input_audio_buffer.committed"]
     previous = None
     for commit in commits:
@@ -211,7 +216,7 @@ def check_event_rules(events: list[Event], *, server_vad: bool) -> None:
         previous = commit["item_id"]
     for item_id, kinds in items.items():
         steps = [k for k in kinds if k != DELTA]
-        expected = ["input_audio_buffer.committed", COMPLETED]
+        expected = ["input_audio_buffer.committed", ITEM, COMPLETED]
         if server_vad:
             expected = [
                 "input_audio_buffer.speech_started",
@@ -221,7 +226,7 @@ def check_event_rules(events: list[Event], *, server_vad: bool) -> None:
         assert steps == expected, (item_id, kinds)
         first_delta = kinds.index(DELTA) if DELTA in kinds else None
         if first_delta is not None:
-            assert kinds.index("input_audio_buffer.committed") < first_delta
+            assert kinds.index(ITEM) < first_delta
             assert max(i for i, k in enumerate(kinds) if k == DELTA) < kinds.index(COMPLETED)
         deltas = "".join(
             e["delta"] for e in events if e["type"] == DELTA and e["item_id"] == item_id
