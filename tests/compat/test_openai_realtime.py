@@ -191,6 +191,29 @@ async def test_bad_input_gets_openai_errors_and_the_session_goes_on(pipeline: Pi
         assert errors["evt_mp3"]["param"] == "session.input_audio_format"
         assert errors["evt_kind"]["param"] == "session.type"
         assert all(e["type"] == "invalid_request_error" for e in errors.values())
+        # LiveKit's update (beta shape, its own field inside the transcription) is accepted
+        await conn.send(
+            {
+                "type": "transcription_session.update",
+                "session": {
+                    "input_audio_format": "pcm16",
+                    "input_audio_transcription": {
+                        "model": "gpt-4o-mini-transcribe",
+                        "prompt": "",
+                        "language": "",
+                        "noise_reduction_type": "near_field",
+                    },
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "threshold": 0.5,
+                        "prefix_padding_ms": 600,
+                        "silence_duration_ms": 350,
+                    },
+                },
+            }
+        )
+        livekit = await got.wait_for(lambda e: e["type"] == "transcription_session.updated")
+        assert livekit["session"]["turn_detection"]["type"] == "server_vad"
         # nothing of that ended the session: real speech after it is transcribed
         audio = resample(np.concatenate([silence(0.5), speech.pcm, silence(1.0)]), PCM_RATE)
         await append_paced(conn, audio.tobytes(), PCM_BYTES_PER_S, speed=4.0)
