@@ -228,6 +228,7 @@ class DeepgramLive(LiveConnection):
                 self.outbox.send(message.json_dict(), droppable=True)
             return
         self._finalized.add(event.segment_id)
+        self._answer_finalize_before(event.source, event.start_sample)
         start = max(event.start_sample, self._locked_end.get(event.source, 0))
         end = max(start, event.end_sample)
         self._locked_end[event.source] = end
@@ -370,24 +371,20 @@ class DeepgramLive(LiveConnection):
     # Control.
 
     async def _finalize(self) -> None:
-        """Cut every source's speech now; the final of each cut segment says ``from_finalize``."""
+        """Cut every source's speech now. The last final of what this flushes — the segment the
+        cut ended, or one the VAD ended whose final is still due — says ``from_finalize``; with
+        nothing to flush, an empty ``from_finalize`` Results answers at once."""
         for name in self.names:
+            self._answer_finalize_before(name, 0, at_end=True)  # an earlier Finalize, unanswered
             at = await self.cut(name)
             self._cut_ends.setdefault(name, set()).add(at)
-            if at in self._speech_ends.get(name, set()):  # the cut ended a segment
-                self._finalizing[name] = at
-                continue
-            message = results(
-                channel=self._channel(name),
-                start_sample=at,
-                end_sample=at,
-                alternative=EMPTY,
-                is_final=True,
-                speech_final=False,
-                from_finalize=True,
-                metadata=self.model.results_metadata(self.request_id),
-            )
-            self.outbox.send(message.json_dict())
+            ends = self._speech_ends.get(name, set())
+            locked = self._locked_end.get(name, 0) + ENDPOINT_TOLERANCE
+            due = [end for end in ends if end > locked]
+            if due:
+                self._finalizing[name] = max(due)
+            else:
+                self._send_finalized(name, at)
 
     def _configure(self, configure: Configure) -> None:
         if configure.keyterms is not None:
@@ -460,6 +457,9 @@ class DeepgramLive(LiveConnection):
 
     def _check_silences(self, *, at_end: bool = False) -> None:
         """Endpoints and utterance ends that the silence heard so far has made certain."""
+        if at_end:
+            for name in list(self._finalizing):
+                self._answer_finalize_before(name, 0, at_end=True)
         if self._pending_endpoints:
             self._check_endpoints(at_end=at_end)
         self._check_utterance_ends(at_end=at_end)
@@ -488,10 +488,31 @@ class DeepgramLive(LiveConnection):
 
     def _from_finalize(self, source: str, end_sample: int) -> bool:
         at = self._finalizing.get(source)
-        if at is None or end_sample < at - ENDPOINT_TOLERANCE:
+        if at is None or abs(end_sample - at) > ENDPOINT_TOLERANCE:
             return False
         del self._finalizing[source]
         return True
+
+    def _answer_finalize_before(self, source: str, sample: int, *, at_end: bool = False) -> None:
+        """A flushed segment in which the engine found no words has no final (the next one
+        starts after it): answer its Finalize with an empty ``from_finalize`` Results."""
+        at = self._finalizing.get(source)
+        if at is not None and (at_end or sample >= at - ENDPOINT_TOLERANCE):
+            del self._finalizing[source]
+            self._send_finalized(source, at)
+
+    def _send_finalized(self, source: str, at: int) -> None:
+        message = results(
+            channel=self._channel(source),
+            start_sample=at,
+            end_sample=at,
+            alternative=EMPTY,
+            is_final=True,
+            speech_final=False,
+            from_finalize=True,
+            metadata=self.model.results_metadata(self.request_id),
+        )
+        self.outbox.send(message.json_dict())
 
     def _check_utterance_ends(self, *, at_end: bool = False) -> None:
         """``UtteranceEnd`` once per last word, after ``utterance_end_ms`` without a word."""
