@@ -15,6 +15,8 @@ from capture.library_proxy import library
 from capture.native import stream_endpoint
 from capture.openai_realtime import realtime_endpoint
 from capture.openai_transcriptions import create_transcription as openai_transcription
+from capture.openapi import openapi
+from capture.session_audio import source_audio
 from capture.uploads import create_transcription, get_transcription
 from capture.web_page import browser_token, cors_middleware, index, page_config, static_files
 
@@ -46,6 +48,7 @@ def build_app(hub: Hub) -> Starlette:
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/ws/live-listener", live_listener),
             WebSocketRoute("/v1/stream", stream_endpoint),
             Route("/v1/transcriptions", create_transcription, methods=["POST"]),
@@ -58,6 +61,11 @@ def build_app(hub: Hub) -> Starlette:
             Mount("/web", static_files(), name="web"),
             Route("/v1/web/config", page_config, methods=["GET"]),
             Route("/v1/browser-token", browser_token, methods=["POST"]),
+            Route(
+                "/v1/library/sessions/{session_id}/audio/{source}.wav",
+                source_audio,
+                methods=["GET"],
+            ),
             Route("/v1/library/{path:path}", library, methods=["GET", "DELETE"]),
         ],
         middleware=cors_middleware(hub.settings),
