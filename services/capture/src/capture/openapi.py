@@ -87,7 +87,7 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
     }
 
 
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 DOCUMENT: Schema = {
     "openapi": "3.0.3",
