@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pysubs2
 import pytest
-from browser_harness import CAPTURE_TOKEN
+from browser_harness import AGGREGATOR_TOKEN, CAPTURE_TOKEN, LEAD_S, CuttableProxy
 from capture_audio import RATE, Speech
 from pipeline_procs import Pipeline
 from playwright.sync_api import Browser, Locator, Page
@@ -20,7 +21,7 @@ from speech_corpus import wer
 pytestmark = pytest.mark.slow
 
 MAX_WER = 0.15
-FINISH_TIMEOUT_MS = 60_000
+FINISH_TIMEOUT_MS = 75_000  # capture answers `done` within its FINISH_TIMEOUT_S (60 s)
 FIRSTS = """() => {
   const root = document.querySelector('[data-testid="transcript"]');
   window.firstSeen = {};
@@ -49,14 +50,16 @@ PLAYABLE_SECONDS = """async () => {
 }"""
 
 
-def open_page(browser: Browser, pipeline: Pipeline, *, microphone: bool) -> Page:
+def open_page(
+    browser: Browser, pipeline: Pipeline, *, microphone: bool, base: str | None = None
+) -> Page:
     context = browser.new_context(
         permissions=["microphone"] if microphone else [],
         viewport={"width": 1280, "height": 860},
         accept_downloads=True,
     )
     page = context.new_page()
-    page.goto(pipeline.http + "/")
+    page.goto((base or pipeline.http) + "/")
     page.wait_for_selector("body[data-ready='true']")
     return page
 
@@ -80,7 +83,11 @@ def test_live_microphone_transcript_then_library_and_srt(
 
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
-    page.wait_for_timeout((len(speech.pcm) / RATE + 1.5) * 1000)  # the WAV plays in real time
+    # The WAV plays in real time; the screenshot is taken while "hello world" is being said.
+    during_s = len(speech.pcm) / RATE - 1.6
+    page.wait_for_timeout(during_s * 1000)
+    page.screenshot(path=str(screenshots / "live-page.png"), full_page=True)
+    page.wait_for_timeout((len(speech.pcm) / RATE + 1.5 - during_s) * 1000)
     page.get_by_role("button", name="Stop").click()
     page.wait_for_selector("[data-view-panel='live'][data-state='done']", timeout=FINISH_TIMEOUT_MS)
 
@@ -91,8 +98,6 @@ def test_live_microphone_transcript_then_library_and_srt(
     firsts = page.evaluate("window.firstSeen")
     assert "partial" in firsts, "no partial was shown before the finals"
     assert firsts["partial"] < firsts["final"]
-    page.screenshot(path=str(screenshots / "live-page.png"), full_page=True)
-
     session_id = page.get_by_test_id("session-id").inner_text()
     page.get_by_role("button", name="Library").click()
     row = page.locator(f"tr[data-session='{session_id}']")
@@ -142,3 +147,48 @@ def test_wrong_token_is_explained(browser: Browser, pipeline: Pipeline) -> None:
     page.wait_for_selector("[data-view-panel='live'][data-state='idle']")
     assert "refused this token" in message.inner_text()
     assert page.get_by_test_id("session-id").inner_text() == "—"
+
+
+def test_a_lost_connection_reconnects_and_the_session_loses_no_text(
+    browser: Browser, pipeline: Pipeline, speech: Speech
+) -> None:
+    with CuttableProxy(pipeline.capture_port) as proxy:
+        page = open_page(browser, pipeline, microphone=True, base=proxy.url)
+        sign_in(page, CAPTURE_TOKEN)
+        page.get_by_role("button", name="Start").click()
+        page.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
+        first_id = page.get_by_test_id("session-id").inner_text()
+        # Cut in the pause after the first sentence, before its final can have come back.
+        fox_end_s = LEAD_S + 1.0 + 2.89
+        page.wait_for_timeout((fox_end_s + 0.15) * 1000)
+        proxy.cut()
+        message = alert(page)
+        page.wait_for_selector("[data-testid='alert'][data-code='connection_lost']")
+        page.wait_for_selector("[data-testid='alert'][data-code='reconnected']", timeout=15_000)
+        assert "session goes on" in message.inner_text()
+        second_id = page.get_by_test_id("session-id").inner_text()
+        assert second_id != first_id
+        page.wait_for_timeout((len(speech.pcm) / RATE - fox_end_s + 1.0) * 1000)
+        page.get_by_role("button", name="Stop").click()
+        page.wait_for_selector(
+            "[data-view-panel='live'][data-state='done']", timeout=FINISH_TIMEOUT_MS
+        )
+        transcript = page.get_by_test_id("transcript")
+        # The lost connection's finals come from the library once its audio is transcribed.
+        page.wait_for_function(
+            """() => !document.querySelector('[data-testid="transcript"] .partial')""",
+            timeout=FINISH_TIMEOUT_MS,
+        )
+        heard = " ".join(transcript.locator("[data-final='true']").all_inner_texts())
+        sessions = set(
+            transcript.locator("[data-final='true']").evaluate_all(
+                "lines => lines.map(line => line.dataset.session)"
+            )
+        )
+    assert sessions == {first_id, second_id}, heard
+    assert wer(speech.text, heard) <= MAX_WER, heard
+    resumed = httpx.get(
+        f"{pipeline.aggregator}/v1/sessions/{second_id}",
+        headers={"Authorization": f"Bearer {AGGREGATOR_TOKEN}"},
+    ).json()
+    assert resumed["metadata"]["resumes"] == first_id

@@ -8,6 +8,7 @@ import { TranscriptView } from "./transcript.js";
 
 const CHUNK_MS = 100;
 const STATUS_EVERY_MS = 5000;
+const RECOVER_FOR_MS = 120_000;
 
 const $ = (selector) => document.querySelector(selector);
 const api = new Api();
@@ -123,8 +124,8 @@ function median(values) {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-function onTranscript({ message, offset }) {
-  transcript.show(message, offset);
+function onTranscript({ message, offset, sessionId }) {
+  transcript.show(message, offset, sessionId);
   if (message.type === "final") {
     live.counts.finals += 1;
     if (live.firstFrameAt !== null) {
@@ -212,6 +213,7 @@ async function start() {
     ui.status.textContent = `Falling behind (${detail.reason}, ${amount} s); nothing is dropped.`;
   });
   session.addEventListener("lost", ({ detail }) => {
+    if (detail.lostSession) recoverFinals(live, detail.lostSession);
     setState("reconnecting", `Connection lost; reconnecting in ${(detail.retryInMs / 1000).toFixed(1)} s…`);
     showAlert("Connection lost. Reconnecting; audio is kept until the connection is back.", {
       kind: "info",
@@ -245,6 +247,45 @@ function stop() {
   stopCaptures();
   setState("finishing", "Finishing: waiting for the last finals…");
   live.session.stop();
+}
+
+// The finals of a connection that was lost arrive in the library once its audio is transcribed:
+// show them in place of the partials the page had, so the reconnected session loses no text.
+async function recoverFinals(current, { sessionId, offset }, deadline = Date.now() + RECOVER_FOR_MS) {
+  let session;
+  try {
+    session = await api.json(`/v1/library/sessions/${sessionId}?engine=${encodeURIComponent(current.session.engine)}`);
+  } catch {
+    session = null;
+  }
+  if (!session?.complete) {
+    if (Date.now() < deadline && live === current) {
+      setTimeout(() => recoverFinals(current, { sessionId, offset }, deadline), 1000);
+    }
+    return;
+  }
+  if (live !== current) return;
+  for (const segment of session.transcript) {
+    const start = segment.source_start_sample / 16000;
+    const shift = segment.start_s - start; // session timeline -> the source's own clock
+    const known = transcript.lines.get(segment.segment_id)?.dataset.final === "true";
+    transcript.show(
+      {
+        type: "final",
+        segment_id: segment.segment_id,
+        source: segment.source,
+        start,
+        end: segment.source_end_sample / 16000,
+        text: segment.text,
+        words: segment.words.map((w) => ({ ...w, start: w.start_s - shift, end: w.end_s - shift })),
+      },
+      offset,
+      sessionId,
+    );
+    if (!known) current.counts.finals += 1;
+  }
+  transcript.dropPartialsOf(sessionId);
+  ui.counts.textContent = `${current.counts.partials} / ${current.counts.finals}`;
 }
 
 function followCompare(sessionId, engine, attempt = 0) {

@@ -67,7 +67,7 @@ export class LiveSession extends EventTarget {
         break;
       case "partial":
       case "final":
-        this.emit("transcript", { message, offset: this.offsetOf(message) });
+        this.emit("transcript", { message, offset: this.offset, sessionId: this.sessionId });
         break;
       case "backpressure":
         this.emit("backpressure", message);
@@ -81,10 +81,6 @@ export class LiveSession extends EventTarget {
       default:
         break;
     }
-  }
-
-  offsetOf() {
-    return this.offset;
   }
 
   // `index` is the source's position in `sources`; `pcm` an ArrayBuffer of PCM16.
@@ -136,13 +132,14 @@ export class LiveSession extends EventTarget {
       this.emit("closed", { code: event.code });
       return;
     }
+    const lostSession = wasReady ? { sessionId: this.sessionId, offset: this.offset } : null;
     if (wasReady) {
       this.offset += this.sentSeconds;
       this.sentSeconds = 0;
     }
     const delay = RECONNECT_DELAYS_MS[Math.min(this.attempt, RECONNECT_DELAYS_MS.length - 1)];
     this.attempt += 1;
-    this.emit("lost", { code: event.code, retryInMs: delay, attempt: this.attempt });
+    this.emit("lost", { code: event.code, retryInMs: delay, attempt: this.attempt, lostSession });
     setTimeout(() => {
       if (!this.closed && !this.stopping) this.connect().catch((error) => this.failed(error));
     }, delay);

@@ -20,7 +20,7 @@ export class TranscriptView {
   }
 
   // `offset` (seconds) places a reconnected session after the audio sent before it.
-  show(message, offset = 0) {
+  show(message, offset = 0, sessionId = "") {
     const id = message.segment_id;
     let line = this.lines.get(id);
     if (line?.dataset.final === "true") return; // a final is immutable
@@ -32,6 +32,7 @@ export class TranscriptView {
       this.lines.set(id, line);
       this.insert(line, offset + message.start);
     }
+    if (sessionId) line.dataset.session = sessionId;
     line.dataset.source = message.source;
     line.dataset.start = String(offset + message.start);
     line.dataset.time = clock(offset + message.start);
@@ -52,6 +53,16 @@ export class TranscriptView {
   insert(line, start) {
     const after = [...this.element.children].find((child) => Number(child.dataset.start) > start);
     this.element.insertBefore(line, after ?? null);
+  }
+
+  // Partials of a session that will send no more (its connection was lost) and got no final.
+  dropPartialsOf(sessionId) {
+    for (const line of this.element.querySelectorAll(".partial")) {
+      if (line.dataset.session === sessionId && line.dataset.final !== "true") {
+        this.lines.delete([...this.lines].find(([, node]) => node === line)?.[0]);
+        line.remove();
+      }
+    }
   }
 
   text() {
