@@ -13,7 +13,7 @@ MODEL_FILE := models/ggml-$(MODEL).bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install models browser lint typecheck test test-fast run compose-check config-reference bench bench-latency bench-capacity bench-peer bench-ingest bench-smoke clean peer-install
+.PHONY: help install models browser lint typecheck test test-fast run compose-check compose-test config-reference bench bench-latency bench-capacity bench-peer bench-ingest bench-smoke clean peer-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,8 +42,9 @@ lint: $(VENV)/.synced ## ruff on everything, mypy --strict on shared/ and the se
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared/src services/whisper_worker/src services/fasterwhisper_worker/src services/capture/src services/aggregator/src services/voxtral_worker/src infra/local infra/config_reference.py
 
-test: install lint ## what CI runs: lint, then the whole test suite
-	$(BIN)/pytest
+test: install lint ## what CI runs: lint, the whole test suite, then compose-test where Docker runs
+	$(BIN)/pytest --ignore=tests/containers
+	$(MAKE) --no-print-directory compose-test
 
 test-fast: $(VENV)/.synced ## the suite without slow tests
 	$(BIN)/pytest -m "not slow"
@@ -53,6 +54,13 @@ run: install ## run every service on this machine (embedded NATS unless ECHOSTRE
 
 compose-check: $(VENV)/.synced ## check docker-compose.yml and overrides with Compose, lint the Dockerfile, compare with make run
 	$(BIN)/pytest -q tests/deployment/test_compose.py tests/deployment/test_topology.py tests/test_infra.py
+
+compose-test: $(VENV)/.synced ## docker compose build/up for real, speech through it, SIGKILL faults (~10 min cached; skipped without a Docker engine)
+	@if reason="$$($(BIN)/python -c 'import sys; sys.path.insert(0, "tests"); from containers.compose_project import docker_unusable; print(docker_unusable() or "")')" && [ -n "$$reason" ]; then \
+		echo "compose-test skipped: $$reason"; \
+	else \
+		$(BIN)/pytest -q tests/containers; \
+	fi
 
 config-reference: $(VENV)/.synced ## rewrite the configuration reference of docs/operations.md from the settings classes
 	$(BIN)/python infra/config_reference.py --write docs/operations.md
