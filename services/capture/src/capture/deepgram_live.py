@@ -214,6 +214,7 @@ class DeepgramLive(LiveConnection):
             return
         channel = self._channel(event.source)
         if isinstance(event, m.TranscriptPartial):
+            self._answer_finalize_before(event.source, event.start_sample)
             if self.options.interim_results:
                 message = results(
                     channel=channel,
@@ -494,8 +495,8 @@ class DeepgramLive(LiveConnection):
         return True
 
     def _answer_finalize_before(self, source: str, sample: int, *, at_end: bool = False) -> None:
-        """A flushed segment in which the engine found no words has no final (the next one
-        starts after it): answer its Finalize with an empty ``from_finalize`` Results."""
+        """A flushed segment in which the engine found no words has no final; once the engine
+        is on a later segment, answer its Finalize with an empty ``from_finalize`` Results."""
         at = self._finalizing.get(source)
         if at is not None and (at_end or sample >= at - ENDPOINT_TOLERANCE):
             del self._finalizing[source]
