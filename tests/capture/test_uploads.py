@@ -16,14 +16,12 @@ import pytest
 from capture_audio import conversation, encode
 from capture_harness import RunningCapture, StartCapture
 from fake_worker import FakeWorker
+from running_aggregator import running_aggregator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from waiting import wait_until
 
-from aggregator.config import AggregatorSettings
-from aggregator.service import Aggregator
 from capture.config import CaptureSettings
 from capture.file_transcription import (
     FileTranscript,
@@ -51,23 +49,17 @@ FORMATS = [
 
 @pytest.fixture
 async def aggregator(bus: Bus, tmp_path: Path) -> AsyncIterator[None]:
-    """The store capture reads transcriptions from, served in this event loop."""
-    await ensure_topology(bus.js)
-    settings = AggregatorSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", http_port=0
-    )
-    service = Aggregator(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(bus, stop))
-    await wait_until(lambda: service.health()["status"] == "ok" or task.done(), what="start")
-    yield
-    stop.set()
-    await asyncio.wait_for(task, 15)
+    """The store capture reads transcriptions from."""
+    async with running_aggregator(bus, f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"):
+        yield
 
 
 async def stored_when_done(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
-    """The transcription as the store has it, once the aggregator has all of it."""
-    for _ in range(100):
+    """The transcription as the store has it, once the aggregator has all of it.
+
+    Every answer is a 200, even the first one right after a ``202``.
+    """
+    for _ in range(300):
         response = await http.get(url)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from typing import Any
 
 import structlog
@@ -17,13 +19,20 @@ from capture.file_transcription import (
     start_file_transcription,
 )
 from capture.hub import Hub
-from capture.stored_sessions import AggregatorUnavailable, UnknownEngine, read_stored_session
+from capture.stored_sessions import (
+    AggregatorUnavailable,
+    StoredSession,
+    UnknownEngine,
+    read_stored_session,
+)
 from capture.transcripts import transcript_json
 from echostream_shared.logging import get_logger
 
 log = get_logger("uploads")
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NEW_SESSION_GRACE_S = 1.0
+GRACE_POLL_S = 0.1
 NO_STORE = "no aggregator answered: the transcript store is unavailable; retry"
 
 
@@ -62,7 +71,7 @@ async def get_transcription(request: Request) -> Response:
     if engine is not None and not TOKEN.fullmatch(engine):
         return problem(400, f"engine {engine[:64]!r} is not an engine name")
     try:
-        stored = await read_stored_session(hub.bus, session_id, engine=engine)
+        stored = await _read_new_or_old(hub, session_id, engine)
     except UnknownEngine as exc:
         return problem(400, str(exc))
     except AggregatorUnavailable as exc:
@@ -73,6 +82,20 @@ async def get_transcription(request: Request) -> Response:
     complete = stored.closed and stored.complete
     body = transcript_json(session_id, stored.engine, stored.duration_s, stored.finals, complete)
     return JSONResponse(body)
+
+
+async def _read_new_or_old(hub: Hub, session_id: str, engine: str | None) -> StoredSession | None:
+    """The stored session; one that is not stored yet gets ``NEW_SESSION_GRACE_S`` to appear.
+
+    A ``202`` names its session before the aggregator has stored its opening, and a client may
+    poll the ``status_url`` at once.
+    """
+    deadline = time.monotonic() + NEW_SESSION_GRACE_S
+    while True:
+        stored = await read_stored_session(hub.bus, session_id, engine=engine)
+        if stored is not None or time.monotonic() >= deadline:
+            return stored
+        await asyncio.sleep(GRACE_POLL_S)
 
 
 def _accepted(session_id: str) -> dict[str, Any]:
