@@ -55,7 +55,7 @@ def open_page(
 ) -> Page:
     context = browser.new_context(
         permissions=["microphone"] if microphone else [],
-        viewport={"width": 1280, "height": 860},
+        viewport={"width": 1200, "height": 600},
         accept_downloads=True,
     )
     page = context.new_page()
@@ -84,7 +84,7 @@ def test_live_microphone_transcript_then_library_and_srt(
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
     # The WAV plays in real time; the screenshot is taken while "hello world" is being said.
-    during_s = len(speech.pcm) / RATE - 1.6
+    during_s = len(speech.pcm) / RATE - 0.8
     page.wait_for_timeout(during_s * 1000)
     page.screenshot(path=str(screenshots / "live-page.png"), full_page=True)
     page.wait_for_timeout((len(speech.pcm) / RATE + 1.5 - during_s) * 1000)
