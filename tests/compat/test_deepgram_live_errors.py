@@ -32,7 +32,9 @@ FRAME = 3200
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     workdir = tmp_path_factory.mktemp("deepgram-errors")
-    with running_pipeline(workdir, ECHOSTREAM_CAPTURE_TOKEN=TOKEN) as running:
+    with running_pipeline(
+        workdir, ECHOSTREAM_CAPTURE_TOKEN=TOKEN, ECHOSTREAM_CAPTURE_MAX_CONNECTIONS="2"
+    ) as running:
         yield running
 
 
@@ -94,6 +96,19 @@ async def test_handshakes_are_refused_with_deepgrams_http_errors(pipeline: Pipel
         status, body = await refused(listen_url(pipeline, **query), **token)
         assert status == 400 and body["err_code"] == "Bad Request", body
         assert problem in body["err_msg"], body
+
+
+async def test_a_server_at_capacity_refuses_with_429(pipeline: Pipeline) -> None:
+    async with (
+        LiveStream(pipeline, encoding="linear16", sample_rate=RATE) as one,
+        LiveStream(pipeline, encoding="linear16", sample_rate=RATE) as two,
+    ):
+        status, body = await refused(
+            listen_url(pipeline, encoding="linear16", sample_rate=RATE, token=TOKEN)
+        )
+        assert status == 429 and body["err_code"] == "TOO_MANY_REQUESTS"
+        await one.close_stream()
+        await two.close_stream()
 
 
 async def test_bearer_tokens_and_the_token_subprotocol_are_accepted(pipeline: Pipeline) -> None:

@@ -85,6 +85,9 @@ async def listen_endpoint(ws: WebSocket) -> None:
     if problem is not None:
         await _deny(ws, 400, "Bad Request", problem)
         return
+    if hub.connections.open >= hub.settings.max_connections:  # admit checks it again, atomically
+        await _deny(ws, 429, "TOO_MANY_REQUESTS", "server at capacity, try again later")
+        return
     await admit(ws, DeepgramLive)
 
 
