@@ -192,3 +192,39 @@ def test_a_lost_connection_reconnects_and_the_session_loses_no_text(
         headers={"Authorization": f"Bearer {AGGREGATOR_TOKEN}"},
     ).json()
     assert resumed["metadata"]["resumes"] == first_id
+
+
+def test_a_live_session_updates_in_place_in_the_library(
+    browser: Browser, pipeline: Pipeline, speech: Speech
+) -> None:
+    speaker = open_page(browser, pipeline, microphone=True)
+    sign_in(speaker, CAPTURE_TOKEN)
+    speaker.get_by_role("button", name="Start").click()
+    speaker.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
+    session_id = speaker.get_by_test_id("session-id").inner_text()
+
+    reader = open_page(browser, pipeline, microphone=False)
+    sign_in(reader, CAPTURE_TOKEN)
+    reader.evaluate("window.notReloaded = true")
+    reader.get_by_role("button", name="Library").click()
+    row = reader.locator(f"tr[data-session='{session_id}']")
+    for _ in range(20):
+        if row.count():
+            break
+        reader.get_by_role("button", name="Search").click()
+        reader.wait_for_timeout(300)
+    assert row.locator(".badge").inner_text() == "live"
+    row.get_by_role("button").click()
+    reader.locator(".detail [data-status='live']").wait_for()
+    timeline = reader.get_by_test_id("timeline")
+    timeline.locator("li.final").first.wait_for(timeout=30_000)
+    assert speaker.locator("[data-view-panel='live'][data-state='live']").count() == 1, (
+        "the final reached the library only after the session ended"
+    )
+
+    speaker.wait_for_timeout(len(speech.pcm) / RATE * 1000)
+    speaker.get_by_role("button", name="Stop").click()
+    reader.locator(".detail [data-status='complete']").wait_for(timeout=FINISH_TIMEOUT_MS)
+    assert reader.evaluate("window.notReloaded") is True
+    stored = " ".join(timeline.locator("li.final").all_inner_texts())
+    assert wer(speech.text, stored) <= MAX_WER, stored
