@@ -8,9 +8,12 @@ import wave
 
 import pytest
 from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
+from hypothesis import given, settings, strategies as st
+from pydantic import ValidationError
 
 from capture.audio import AudioFormat
 from capture.deepgram_events import (
+    CONTROL_MESSAGE,
     EngineModel,
     OptionError,
     final_alternative,
@@ -154,3 +157,50 @@ def test_wav_headers_are_read_from_the_first_bytes_of_a_stream() -> None:
     with pytest.raises(ValueError, match="not raw PCM"):
         wav_start(wav_bytes(1, 3, 16_000))
     assert not is_wav(b"OggS" + bytes(20))
+
+
+FUZZ = settings(max_examples=150, deadline=None, database=None)
+query_values = st.text(max_size=12) | st.sampled_from(["true", "False", "0", "16000", "-1", "1e3"])
+query_keys = st.sampled_from(
+    ["encoding", "sample_rate", "channels", "multichannel", "interim_results", "endpointing"]
+    + ["utterance_end_ms", "vad_events", "punctuate", "smart_format", "model", "language", "x"]
+)
+
+
+@FUZZ
+@given(st.dictionaries(query_keys, query_values, max_size=8))
+def test_any_query_is_served_or_refused_with_an_option_error(query: dict[str, str]) -> None:
+    try:
+        listen_options(query).raw_format()
+    except OptionError as exc:
+        assert str(exc)
+
+
+@FUZZ
+@given(st.binary(max_size=120))
+def test_any_wav_header_is_read_or_refused_with_a_value_error(tail: bytes) -> None:
+    head = b"RIFF\0\0\0\0WAVE" + tail
+    try:
+        start = wav_start(head)
+    except ValueError:
+        return
+    assert start is None or 0 < start.data_offset <= len(head)
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["KeepAlive", "Finalize", "CloseStream", "Configure"])},
+        optional={
+            "keyterms": st.lists(st.text(max_size=5), max_size=3) | st.integers(),
+            "features": st.dictionaries(st.text(max_size=5), st.booleans()) | st.text(),
+        },
+    )
+)
+def test_any_control_message_validates_or_is_a_validation_error(message: dict[str, object]) -> None:
+    try:
+        parsed = CONTROL_MESSAGE.validate_python(message)
+    except ValidationError as exc:
+        assert exc.errors()
+        return
+    assert parsed.type == message["type"]

@@ -58,8 +58,9 @@ class OptionError(ValueError):
 
 
 class ListenOptions(BaseModel):
-    """The query of ``/v1/listen`` that EchoStream reads; every other Deepgram option is accepted
-    and ignored (``language``, ``punctuate``'s siblings ``diarize``, ``numerals``, ``keyterm``, …)."""
+    """The query parameters of ``/v1/listen`` that EchoStream reads (live and prerecorded); every
+    other Deepgram option (``language``, ``diarize``, ``numerals``, ``keyterm``, …) is accepted and
+    ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
