@@ -13,6 +13,7 @@ from capture_audio import conversation, encode
 from capture_harness import RunningCapture, StartCapture
 from fake_worker import FakeWorker
 from nats_server import free_port
+from waiting import wait_until
 
 
 async def echostream(*args: str) -> tuple[int, str, str]:
@@ -105,6 +106,8 @@ async def test_the_microphone_streams_until_ctrl_c(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    # Ctrl-C once the microphone's audio is on the bus (a loaded machine starts slowly).
+    await wait_until(lambda: bool(fake_worker.chunks), 30, "microphone audio on the bus")
     await asyncio.sleep(len(speech) / 16000 / 4 + 1.5)
     process.send_signal(signal.SIGINT)
     out, err = await asyncio.wait_for(process.communicate(), 30)
