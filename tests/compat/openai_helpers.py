@@ -95,13 +95,16 @@ def speech_sample(name: str = "quick_brown_fox") -> Speech:
     return packaged(name)
 
 
-async def native_transcript(pipeline: Pipeline, pcm: Pcm, rate: int = RATE) -> str:
-    """What EchoStream's native protocol makes of the same audio (as fast as it takes it)."""
-    data = (pcm if rate == RATE else resample(pcm, rate)).astype("<i2").tobytes()
+async def native_transcript(
+    pipeline: Pipeline, pcm: Pcm, rate: int = RATE, *, speed: float = 0.0
+) -> str:
+    """What EchoStream's native protocol makes of the same audio, in 0.1 s frames at ``speed`` ×
+    real time (0: as fast as it takes them)."""
+    data = pcm.astype("<i2").tobytes()
     async with NativeClient(pipeline.ws, token=TOKEN) as native:
         ready = await native.start(sample_rate=rate, partials=False)
         assert ready["type"] == "ready", ready
-        await native.stream(0, data, frame_bytes=rate // 10 * 2)
+        await native.stream(0, data, frame_bytes=rate // 10 * 2, frames_per_s=10 * speed)
         done = await native.finish(timeout_s=180)
     assert done["complete"], done
     finals = sorted(native.of_type("final"), key=lambda f: f["start"])

@@ -93,7 +93,7 @@ async def test_ga_server_vad_session_follows_every_event_rule(pipeline: Pipeline
 async def test_realtime_accuracy_matches_the_native_protocol(pipeline: Pipeline) -> None:
     speech = accuracy_speech()
     pcm24 = resample(np.concatenate([speech.pcm, silence(1.0)]), PCM_RATE)
-    native = await native_transcript(pipeline, pcm24, PCM_RATE)
+    native = await native_transcript(pipeline, pcm24, PCM_RATE, speed=4.0)
     async with client(pipeline).realtime.connect() as conn, reading(conn) as got:
         await conn.session.update(session={"type": "transcription"})
         await append_paced(conn, pcm24.tobytes(), PCM_BYTES_PER_S, speed=4.0)

@@ -162,3 +162,32 @@ def test_stitching_keeps_sent_words_and_continues_with_the_final() -> None:
         "brown",
         "fox",
     ]
+
+
+def test_a_partial_that_holds_only_the_tail_of_a_long_segment_sends_no_deltas() -> None:
+    items = Items("ga")
+    items.start(0, announce=True)
+    items.end(9 * RATE, now=0.0)
+    # the engine was behind: its first partial of this 9 s segment decoded only the last seconds
+    events = items.transcript(partial(0, 1, "of movable metal letters in the", end=8 * RATE))
+    events += items.transcript(
+        partial(0, 2, "of movable metal letters in the middle", end=9 * RATE)
+    )
+    assert deltas(events) == ""
+    events += items.transcript(
+        final(0, 9 * RATE, "The invention of movable metal letters in the middle")
+    )
+    assert events[-1]["transcript"] == "The invention of movable metal letters in the middle"
+    assert deltas(events) == events[-1]["transcript"]
+
+
+def test_partials_built_on_earlier_ones_keep_sending_deltas_in_a_long_segment() -> None:
+    items = Items("ga")
+    items.start(0, announce=True)
+    events = items.transcript(partial(0, 1, "The invention of", end=2 * RATE))
+    events += items.transcript(partial(0, 2, "The invention of movable metal", end=7 * RATE))
+    events += items.end(8 * RATE, now=0.0)
+    events += items.transcript(
+        partial(0, 3, "The invention of movable metal letters", end=8 * RATE)
+    )
+    assert deltas(events) == "The invention of movable metal"

@@ -7,7 +7,8 @@ holds its segment's start; a long item may hold several finals, joined in its ``
 
 Deltas are append-only. They start once the item is committed (OpenAI's order: ``committed`` →
 ``delta``… → ``completed``) and carry only words the engine is unlikely to revise: the words of
-finals, and the partial words two revisions agree on, never a partial's last word. When a
+finals, and the partial words two revisions agree on, never a partial's last word (and only from
+partials known to cover their segment from its start: see ``PARTIAL_WINDOW``). When a
 revision contradicts words already sent, no more deltas go out for that item; ``completed`` then
 keeps the sent words and continues with the final's words after them, so the deltas are always a
 prefix of ``transcript``. The stored session keeps the engine's own finals.
@@ -24,8 +25,14 @@ from typing import Any
 
 from capture import openai_realtime_events as ev
 from echostream_shared import messages as m
+from echostream_shared.segmented.policy import SegmentPolicy
 
 RATE = m.SAMPLE_RATE
+PARTIAL_WINDOW = round(SegmentPolicy().partial_window_s * RATE)
+"""A batch engine's partial covers its whole segment only while the segment is this short, or when
+it continues the previous partial; later, a partial that had no earlier one to build on holds
+just the last few seconds (the engine decodes only recent audio for partials)."""
+ANCHOR_WORDS = 3
 KEEP_DONE = 64
 """Finished items remembered, so that a late transcript of one is recognised and dropped."""
 MAX_PENDING = 256
@@ -155,9 +162,12 @@ class Items:
             item.segment, item.hypothesis, item.previous = None, [], None
         elif event.segment_id not in item.finals:
             words = event.text.split()
-            same = event.segment_id == item.segment
-            item.previous = item.hypothesis if same else None
-            item.segment, item.hypothesis = event.segment_id, words
+            if _whole(item, event, words):
+                same = event.segment_id == item.segment
+                item.previous = item.hypothesis if same else None
+                item.segment, item.hypothesis = event.segment_id, words
+            elif event.segment_id != item.segment:
+                item.segment, item.hypothesis, item.previous = event.segment_id, [], None
         events += self._deltas(item)
         if (
             isinstance(event, m.TranscriptFinal)
@@ -241,6 +251,19 @@ class Items:
             for word in final.words
             if word.probability is not None
         ]
+
+
+def _whole(item: Item, partial: m.TranscriptPartial, words: list[str]) -> bool:
+    """True when the partial's text covers its segment from the start: the segment is still short,
+    or the text begins as the item's previous partial did (it was built on it)."""
+    if partial.end_sample - partial.start_sample <= PARTIAL_WINDOW:
+        return True
+    if partial.segment_id != item.segment or not item.hypothesis:
+        return False
+    k = min(ANCHOR_WORDS, len(words), len(item.hypothesis))
+    return k > 0 and all(
+        normalized(a) == normalized(b) for a, b in zip(words[:k], item.hypothesis[:k], strict=True)
+    )
 
 
 def _agreed(hypothesis: list[str], previous: list[str] | None) -> list[str]:
