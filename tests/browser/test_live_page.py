@@ -80,6 +80,8 @@ def test_live_microphone_transcript_then_library_and_srt(
     sign_in(page, CAPTURE_TOKEN)
     page.wait_for_selector("[data-signin][hidden]", state="attached")
     page.evaluate(FIRSTS)
+    # One engine runs here: comparing it with itself exercises the second column's feed.
+    page.get_by_label("Compare with").select_option("whisper")
 
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
@@ -95,6 +97,13 @@ def test_live_microphone_transcript_then_library_and_srt(
     heard = " ".join(finals)
     assert finals, "no final reached the page"
     assert wer(speech.text, heard) <= MAX_WER, heard
+    compared = page.get_by_test_id("transcript-compare").locator("[data-final='true']")
+    page.wait_for_function(
+        """n => document.querySelectorAll('[data-testid="transcript-compare"] [data-final]')
+            .length >= n""",
+        arg=len(finals),
+    )
+    assert wer(speech.text, " ".join(compared.all_inner_texts())) <= MAX_WER
     firsts = page.evaluate("window.firstSeen")
     assert "partial" in firsts, "no partial was shown before the finals"
     assert firsts["partial"] < firsts["final"]
