@@ -216,20 +216,28 @@ def free_port() -> int:
         return port
 
 
+DEFAULT_NATS_PORT = 4222
+
+
 def embedded_nats(
-    preferred_port: int, state: Path, token: str, *, any_port: bool = False
+    preferred_port: int | None, state: Path, token: str, *, any_port: bool = False
 ) -> tuple[Program, Broker]:
-    """nats-server on the preferred port with a token. A port another process holds is an error
-    (or, with ``any_port``, replaced by a free one)."""
-    if port_is_free(preferred_port):
-        port = preferred_port
-    elif any_port:
+    """nats-server with a token on ``preferred_port`` (default 4222).
+
+    Only ``make run``'s own services connect to it, so when the default port is held (say, by a
+    NATS the machine already runs) a free one serves as well; the caller announces it. A port
+    asked for with ``--nats-port`` that another process holds is an error (unless ``any_port``).
+    """
+    wanted = DEFAULT_NATS_PORT if preferred_port is None else preferred_port
+    if port_is_free(wanted):
+        port = wanted
+    elif any_port or preferred_port is None:
         port = free_port()
     else:
         raise PortTaken(
-            f"port {preferred_port} (the embedded NATS, --nats-port) is taken by another process: "
+            f"port {wanted} (the embedded NATS, --nats-port) is taken by another process: "
             f"pass RUN_ARGS='--nats-port N' for another port, or "
-            f"ECHOSTREAM_NATS_URL=nats://{LOOPBACK}:{preferred_port} to use that broker"
+            f"ECHOSTREAM_NATS_URL=nats://{LOOPBACK}:{wanted} to use that broker"
         )
     store = state / "jetstream"
     store.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from local_services import (
+    DEFAULT_NATS_PORT,
     DEFAULT_SERVICES,
     ENGINES,
     OPTIONAL_SERVICES,
@@ -79,7 +80,12 @@ def selected(
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--nats-port", type=int, default=4222, help="the embedded NATS's port")
+    parser.add_argument(
+        "--nats-port",
+        type=int,
+        default=None,
+        help="the embedded NATS's port (default 4222, or a free one when 4222 is taken)",
+    )
     parser.add_argument(
         "--any-port",
         action="store_true",
@@ -150,6 +156,13 @@ async def run(args: argparse.Namespace) -> int:
         )
         embedded = asyncio.create_task(supervise(program, nats_stop))
         say("run", f"NATS at {nats.url} (embedded; token in {state / 'nats.token'})")
+        if args.nats_port is None and not nats.url.endswith(f":{DEFAULT_NATS_PORT}"):
+            say(
+                "run",
+                f"port {DEFAULT_NATS_PORT} is taken by another process (a NATS already running?): "
+                f"the embedded NATS listens on {nats.url} instead; only make run's services use "
+                "it (--nats-port N to choose, ECHOSTREAM_NATS_URL to use the other broker)",
+            )
     engines = chosen_engines(args.engines, args.add)
     every = services(nats, ports, state, os.environ, ",".join(engines))
     programs = selected(every, engines, args.add, args.remove)

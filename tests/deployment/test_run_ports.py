@@ -75,7 +75,9 @@ def test_two_variables_with_one_port_are_refused() -> None:
         local_services.choose_ports(env)
 
 
-def test_the_embedded_nats_port_held_by_another_process_is_refused(tmp_path: Path) -> None:
+def test_an_asked_for_embedded_nats_port_held_by_another_process_is_refused(
+    tmp_path: Path,
+) -> None:
     with held_port() as busy:
         with pytest.raises(local_services.PortTaken) as refused:
             local_services.embedded_nats(busy, tmp_path, "token")
@@ -111,3 +113,15 @@ def test_make_run_listens_on_its_port_left_in_time_wait(tmp_path: Path) -> None:
     with local_run(tmp_path, argv, env={"ECHOSTREAM_CAPTURE_PORT": str(port)}) as run:
         run.wait_healthy([f"http://127.0.0.1:{port}/health"], timeout_s=90)
         assert run.interrupt() == 0
+
+
+def test_the_default_embedded_nats_port_held_elsewhere_moves_to_a_free_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only make run's own services use the embedded NATS, so a machine that already runs a NATS
+    on 4222 still gets one (the run announces where)."""
+    with held_port() as busy:
+        monkeypatch.setattr(local_services, "DEFAULT_NATS_PORT", busy)
+        _, broker = local_services.embedded_nats(None, tmp_path, "token")
+        assert not broker.url.endswith(f":{busy}")
+        assert local_services.port_is_free(int(broker.url.rsplit(":", 1)[1]))
