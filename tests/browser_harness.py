@@ -11,6 +11,8 @@ CHROMIUM = Path(os.environ.get("ECHOSTREAM_CHROMIUM", "/usr/bin/chromium"))
 CAPTURE_TOKEN = "browser-test-capture-token"
 AGGREGATOR_TOKEN = "browser-test-aggregator-token"
 LEAD_S = 1.0
+SHARED_TAB_TITLE = "EchoStream shared tab"
+"""The tab getDisplayMedia picks, as a user choosing a tab to share would."""
 """Silence before the speech: the fake microphone starts with the capture, before the socket."""
 
 
@@ -27,6 +29,7 @@ def chromium_args(wav: Path) -> list[str]:
         "--autoplay-policy=no-user-gesture-required",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}%noloop",
+        f"--auto-select-tab-capture-source-by-title={SHARED_TAB_TITLE}",
     ]
 
 

@@ -12,7 +12,13 @@ from pathlib import Path
 import httpx
 import pysubs2
 import pytest
-from browser_harness import AGGREGATOR_TOKEN, CAPTURE_TOKEN, LEAD_S, CuttableProxy
+from browser_harness import (
+    AGGREGATOR_TOKEN,
+    CAPTURE_TOKEN,
+    LEAD_S,
+    SHARED_TAB_TITLE,
+    CuttableProxy,
+)
 from capture_audio import RATE, Speech
 from pipeline_procs import Pipeline
 from playwright.sync_api import Browser, Locator, Page
@@ -237,3 +243,38 @@ def test_a_live_session_updates_in_place_in_the_library(
     assert reader.evaluate("window.notReloaded") is True
     stored = " ".join(timeline.locator("li.final").all_inner_texts())
     assert wer(speech.text, stored) <= MAX_WER, stored
+
+
+def test_a_shared_tab_opens_as_a_second_source_of_the_same_session(
+    browser: Browser, pipeline: Pipeline, speech: Speech
+) -> None:
+    """The plumbing of a second source: getDisplayMedia's audio track, its own worklet and meter,
+    its own source in the session. The shared tab plays nothing (headless Chromium captured only
+    silence from a playing tab when tried), so all the speech comes through the microphone."""
+    page = open_page(browser, pipeline, microphone=True)
+    shared = page.context.new_page()
+    shared.route(
+        "http://shared.test/",
+        lambda route: route.fulfill(
+            body=f"<title>{SHARED_TAB_TITLE}</title>", content_type="text/html"
+        ),
+    )
+    shared.goto("http://shared.test/")
+    sign_in(page, CAPTURE_TOKEN)
+    page.get_by_label("Also a tab or system audio").check()
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
+    assert page.get_by_test_id("live-status").inner_text() == "Live — mic + tab → whisper"
+    assert page.get_by_label("mic level").count() == page.get_by_label("tab level").count() == 1
+    session_id = page.get_by_test_id("session-id").inner_text()
+    page.wait_for_timeout((len(speech.pcm) / RATE + 1.0) * 1000)
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_selector("[data-view-panel='live'][data-state='done']", timeout=FINISH_TIMEOUT_MS)
+    lines = page.get_by_test_id("transcript").locator("[data-final='true']")
+    assert set(lines.evaluate_all("ls => ls.map(l => l.dataset.source)")) == {"mic"}
+    assert wer(speech.text, " ".join(lines.all_inner_texts())) <= MAX_WER
+    stored = httpx.get(
+        f"{pipeline.aggregator}/v1/sessions/{session_id}",
+        headers={"Authorization": f"Bearer {AGGREGATOR_TOKEN}"},
+    ).json()
+    assert sorted(stored["sources"]) == ["mic", "tab"]
