@@ -43,6 +43,7 @@ from capture.deepgram_events import (
     results,
     seconds,
 )
+from capture.deepgram_timeline import Due, Rules, Timeline
 from capture.hub import Hub
 from capture.limits import format_problem
 from capture.relay import TranscriptEvent
@@ -65,8 +66,6 @@ IDLE_TIMEOUT_S = 10.0
 """Deepgram closes a stream that sent neither audio nor a text message for this long (NET-0001)."""
 IDLE_CLOSE_CODE = 1011
 IDLE_REASON = "NET-0001: no audio or text message received within the timeout window"
-ENDPOINT_TOLERANCE = RATE // 50
-"""A final ends at an endpoint when it ends within 20 ms of a VAD speech end."""
 SCHEMA_CODES = frozenset({"bad_json", "bad_message", "unknown_type"})
 DATA_ERRORS = frozenset({"undecodable", "unsupported_format"})
 
@@ -137,14 +136,8 @@ class DeepgramLive(LiveConnection):
         self._finished = False
         self._last_activity = 0.0
         self._finalized: set[str] = set()
-        self._locked_end: dict[str, int] = {}
-        self._speech_ends: dict[str, set[int]] = {}
-        self._cut_ends: dict[str, set[int]] = {}
-        self._speech_starts: dict[str, list[int]] = {}
-        self._finalizing: dict[str, int] = {}
-        self._last_word_end: dict[str, int] = {}
-        self._announced: dict[str, int] = {}
-        self._pending_endpoints: dict[str, int] = {}
+        self._timelines: dict[str, Timeline] = {}
+        self._rules = _rules(self.options, hub)
         self._ending: asyncio.Task[None] | None = None
 
     # Hooks.
@@ -216,8 +209,9 @@ class DeepgramLive(LiveConnection):
         if self._finished or event.segment_id in self._finalized:
             return
         channel = self._channel(event.source)
+        timeline = self._timeline(event.source)
         if isinstance(event, m.TranscriptPartial):
-            self._answer_finalize_before(event.source, event.start_sample)
+            self._send_due(event.source, timeline.partial(event.start_sample))
             if self.options.interim_results:
                 message = results(
                     channel=channel,
@@ -232,38 +226,36 @@ class DeepgramLive(LiveConnection):
                 self.outbox.send(message.json_dict(), droppable=True)
             return
         self._finalized.add(event.segment_id)
-        self._answer_finalize_before(event.source, event.start_sample)
-        start = max(event.start_sample, self._locked_end.get(event.source, 0))
-        end = max(start, event.end_sample)
-        self._locked_end[event.source] = end
         alternative = final_alternative(event, self.options.punctuated)
+        last_word = max((round(w.end * RATE) for w in alternative.words), default=None)
+        before, locked = timeline.final(
+            event.start_sample, event.end_sample, last_word, self._silent_until(event.source)
+        )
+        self._send_due(event.source, before)
         message = results(
             channel=channel,
-            start_sample=start,
-            end_sample=end,
+            start_sample=locked.start,
+            end_sample=locked.end,
             alternative=alternative,
             is_final=True,
-            speech_final=self._is_endpoint(event.source, event.end_sample),
-            from_finalize=self._from_finalize(event.source, event.end_sample),
+            speech_final=locked.speech_final,
+            from_finalize=locked.from_finalize,
             metadata=self.model.results_metadata(self.request_id),
         )
         self.outbox.send(message.json_dict())
-        if alternative.words:
-            last = max(int(round(w.end * RATE)) for w in alternative.words)
-            self._last_word_end[event.source] = max(last, self._last_word_end.get(event.source, 0))
-        self._forget_before(event.source, start)
         self._check_silences()
 
     def on_speech(self, source: str, boundary: Boundary) -> None:
+        timeline = self._timeline(source)
         if boundary.kind == "started":
-            self._speech_starts.setdefault(source, []).append(boundary.sample)
+            timeline.started(boundary.sample)
             if self.options.vad_events:
                 started = SpeechStarted(
                     channel=self._channel(source), timestamp=seconds(boundary.sample)
                 )
                 self.outbox.send(started.json_dict())
         else:
-            self._speech_ends.setdefault(source, set()).add(boundary.sample)
+            timeline.ended(boundary.sample)
 
     def on_tick(self) -> None:
         self._check_silences()
@@ -379,16 +371,8 @@ class DeepgramLive(LiveConnection):
         cut ended, or one the VAD ended whose final is still due — says ``from_finalize``; with
         nothing to flush, an empty ``from_finalize`` Results answers at once."""
         for name in self.names:
-            self._answer_finalize_before(name, 0, at_end=True)  # an earlier Finalize, unanswered
             at = await self.cut(name)
-            self._cut_ends.setdefault(name, set()).add(at)
-            ends = self._speech_ends.get(name, set())
-            locked = self._locked_end.get(name, 0) + ENDPOINT_TOLERANCE
-            due = [end for end in ends if end > locked]
-            if due:
-                self._finalizing[name] = max(due)
-            else:
-                self._send_finalized(name, at)
+            self._send_due(name, self._timeline(name).finalize(at))
 
     def _configure(self, configure: Configure) -> None:
         if configure.keyterms is not None:
@@ -428,125 +412,40 @@ class DeepgramLive(LiveConnection):
         index = self.names.index(source) if source in self.names else 0
         return index, len(self.names)
 
-    def _is_endpoint(self, source: str, end_sample: int) -> bool:
-        """An endpoint is where capture's VAD ended the speech (not a client's Finalize) and the
-        silence after it lasts ``endpointing``; when that is not known yet, the endpoint is
-        announced later by an empty ``speech_final`` Results."""
-        if self.options.endpointing is False:
-            return False
-        cuts = self._cut_ends.get(source, set())
-        ends = [
-            end
-            for end in self._speech_ends.get(source, set())
-            if abs(end_sample - end) <= ENDPOINT_TOLERANCE and end not in cuts
-        ]
-        if not ends:
-            return False
-        silence = self._silence_after(source, ends[0])
-        if silence is None:
-            self._pending_endpoints[source] = ends[0]
-            return False
-        return silence >= self.options.endpointing * RATE // 1000
-
-    def _silence_after(self, source: str, end: int) -> int | None:
-        """Samples of silence after the speech that ``end`` closed (the VAD places an end
-        ``VAD_POST_ROLL_MS`` after it): known once speech resumed or once it is long enough."""
-        assert self.options.endpointing is not False
-        last_speech = end - self.hub.settings.vad_post_roll_ms * RATE // 1000
-        later = [s for s in self._speech_starts.get(source, []) if s >= end]
-        if later:
-            return min(later) - last_speech
-        heard = self._silent_until(source) - last_speech
-        return heard if heard >= self.options.endpointing * RATE // 1000 else None
+    def _timeline(self, source: str) -> Timeline:
+        timeline = self._timelines.get(source)
+        if timeline is None:
+            timeline = self._timelines[source] = Timeline(self._rules)
+        return timeline
 
     def _check_silences(self, *, at_end: bool = False) -> None:
-        """Endpoints and utterance ends that the silence heard so far has made certain."""
-        if at_end:
-            for name in list(self._finalizing):
-                self._answer_finalize_before(name, 0, at_end=True)
-        if self._pending_endpoints:
-            self._check_endpoints(at_end=at_end)
-        self._check_utterance_ends(at_end=at_end)
+        """Late endpoints and utterance ends that the silence heard so far has made certain."""
+        for source, timeline in self._timelines.items():
+            self._send_due(source, timeline.due(self._silent_until(source), at_end=at_end))
 
-    def _check_endpoints(self, *, at_end: bool = False) -> None:
-        """Announce endpoints whose silence has become long enough (or the stream ended)."""
-        assert self.options.endpointing is not False
-        needed = self.options.endpointing * RATE // 1000
-        for source, end in list(self._pending_endpoints.items()):
-            silence = self._silence_after(source, end)
-            if silence is None and not at_end:
-                continue
-            del self._pending_endpoints[source]
-            if silence is None or silence >= needed:  # None: the stream ended in that silence
-                message = results(
-                    channel=self._channel(source),
-                    start_sample=end,
-                    end_sample=end,
-                    alternative=EMPTY,
-                    is_final=True,
-                    speech_final=True,
-                    from_finalize=False,
-                    metadata=self.model.results_metadata(self.request_id),
-                )
+    def _send_due(self, source: str, due: list[Due]) -> None:
+        channel = self._channel(source)
+        for item in due:
+            if item.kind == "utterance_end":
+                message = UtteranceEnd(channel=channel, last_word_end=seconds(item.sample))
                 self.outbox.send(message.json_dict())
-
-    def _from_finalize(self, source: str, end_sample: int) -> bool:
-        at = self._finalizing.get(source)
-        if at is None or abs(end_sample - at) > ENDPOINT_TOLERANCE:
-            return False
-        del self._finalizing[source]
-        return True
-
-    def _answer_finalize_before(self, source: str, sample: int, *, at_end: bool = False) -> None:
-        """A flushed segment in which the engine found no words has no final; once the engine
-        is on a later segment, answer its Finalize with an empty ``from_finalize`` Results."""
-        at = self._finalizing.get(source)
-        if at is not None and (at_end or sample >= at - ENDPOINT_TOLERANCE):
-            del self._finalizing[source]
-            self._send_finalized(source, at)
-
-    def _send_finalized(self, source: str, at: int) -> None:
-        message = results(
-            channel=self._channel(source),
-            start_sample=at,
-            end_sample=at,
-            alternative=EMPTY,
-            is_final=True,
-            speech_final=False,
-            from_finalize=True,
-            metadata=self.model.results_metadata(self.request_id),
-        )
-        self.outbox.send(message.json_dict())
-
-    def _check_utterance_ends(self, *, at_end: bool = False) -> None:
-        """``UtteranceEnd`` once per last word, after ``utterance_end_ms`` without a word."""
-        if self.options.utterance_end_ms is None or self.session is None:
-            return
-        gap = self.options.utterance_end_ms * RATE // 1000
-        for source, last in self._last_word_end.items():
-            if self._announced.get(source) == last:
                 continue
-            later = [s for s in self._speech_starts.get(source, []) if s > last]
-            horizon = min(later) if later else self._silent_until(source)
-            if at_end or horizon - last >= gap:
-                self._announced[source] = last
-                message = UtteranceEnd(channel=self._channel(source), last_word_end=seconds(last))
-                self.outbox.send(message.json_dict())
-
-    def _forget_before(self, source: str, sample: int) -> None:
-        """Boundaries before a locked range are of no more use."""
-        keep = sample - ENDPOINT_TOLERANCE
-        for found in (self._speech_ends, self._cut_ends):
-            if source in found:
-                found[source] = {s for s in found[source] if s >= keep}
-        if source in self._speech_starts:
-            self._speech_starts[source] = [s for s in self._speech_starts[source] if s >= keep]
+            empty = results(
+                channel=channel,
+                start_sample=item.sample,
+                end_sample=item.sample,
+                alternative=EMPTY,
+                is_final=True,
+                speech_final=item.kind == "endpoint",
+                from_finalize=item.kind == "finalized",
+                metadata=self.model.results_metadata(self.request_id),
+            )
+            self.outbox.send(empty.json_dict())
 
     def _silent_until(self, source: str) -> int:
         """How far the VAD has surely heard no speech begin: a start is reported only after
         ``VAD_MIN_SPEECH_MS`` of speech and placed ``VAD_PRE_ROLL_MS`` before it."""
-        assert self.session is not None
-        ingest = self.session.sources.get(source)
+        ingest = self.session.sources.get(source) if self.session is not None else None
         if ingest is None:
             return 0
         settings = self.hub.settings
@@ -567,6 +466,15 @@ class DeepgramLive(LiveConnection):
             self._raw.channels if self._raw is not None else self.options.channels,
         )
         return metadata.json_dict()
+
+
+def _rules(options: ListenOptions, hub: Hub) -> Rules:
+    ms = RATE // 1000
+    return Rules(
+        endpointing=None if options.endpointing is False else options.endpointing * ms,
+        utterance_gap=None if options.utterance_end_ms is None else options.utterance_end_ms * ms,
+        post_roll=hub.settings.vad_post_roll_ms * ms,
+    )
 
 
 def _variant(code: str) -> str:
