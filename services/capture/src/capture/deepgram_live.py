@@ -2,8 +2,9 @@
 
 Binary frames are audio (raw with ``encoding`` and ``sample_rate``, or a container); text frames
 are ``KeepAlive``, ``Finalize``, ``CloseStream`` (and ``Configure``). Each VAD segment's final is
-one ``is_final`` Results; a final that ends where capture's VAD ended the speech is also
-``speech_final``. With ``multichannel=true`` every channel is a source of the one session.
+one ``is_final`` Results; where capture's VAD ended the speech (and the silence lasts
+``endpointing``) it is also ``speech_final`` (rules in ``deepgram_timeline``). With
+``multichannel=true`` every channel is a source of the one session. docs/clients-deepgram.md.
 """
 
 from __future__ import annotations
