@@ -29,8 +29,18 @@ def connection(headers: dict[str, str], query: str = "") -> HTTPConnection:
         ({}, "token=k3y"),
         ({"Sec-WebSocket-Protocol": "realtime, openai-insecure-api-key.k3y"}, ""),
         ({"Sec-WebSocket-Protocol": "token, k3y"}, ""),
+        ({"Sec-WebSocket-Protocol": "bearer, k3y"}, ""),
     ],
-    ids=["bearer", "bearer-loose", "deepgram-token", "echopanel", "query", "openai-sub", "dg-sub"],
+    ids=[
+        "bearer",
+        "bearer-loose",
+        "deepgram-token",
+        "echopanel",
+        "query",
+        "openai-sub",
+        "dg-sub",
+        "dg-bearer-sub",
+    ],
 )
 def test_each_form_presents_the_token(headers: dict[str, str], query: str) -> None:
     conn = connection(headers, query)

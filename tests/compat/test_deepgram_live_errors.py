@@ -122,11 +122,12 @@ async def test_bearer_tokens_and_the_token_subprotocol_are_accepted(pipeline: Pi
         assert isinstance(await s.recv(), ListenV1Metadata)
 
     url = listen_url(pipeline, encoding="linear16", sample_rate=RATE)
-    async with connect(url, subprotocols=["token", TOKEN]) as ws:  # type: ignore[list-item]
-        assert ws.subprotocol == "token"
-        await ws.send(json.dumps({"type": "CloseStream"}))
-        messages = await sdk_messages(ws)
-    assert isinstance(messages[-1], ListenV1Metadata)
+    for scheme in ("token", "bearer"):  # API keys; JS SDK 4.x access tokens in browsers
+        async with connect(url, subprotocols=[scheme, TOKEN]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == scheme
+            await ws.send(json.dumps({"type": "CloseStream"}))
+            messages = await sdk_messages(ws)
+        assert isinstance(messages[-1], ListenV1Metadata)
 
     async with connect(
         listen_url(pipeline, encoding="linear16", sample_rate=RATE, token=TOKEN)

@@ -13,7 +13,8 @@ UNAUTHORIZED = "Unauthorized"
 SCHEMES = frozenset({"bearer", "token"})
 """``Bearer`` (EchoPanel, OpenAI, native) and ``Token`` (Deepgram's SDK default)."""
 OPENAI_KEY_PREFIX = "openai-insecure-api-key."
-DEEPGRAM_TOKEN_PROTOCOL = "token"
+SCHEME_PROTOCOLS = frozenset({"token", "bearer"})
+"""Deepgram's browser form: the subprotocols ``token, <key>`` (API keys) or ``bearer, <jwt>``."""
 
 
 def offered_subprotocols(conn: HTTPConnection) -> list[str]:
@@ -27,7 +28,8 @@ def presented_token(conn: HTTPConnection) -> str | None:
 
     Headers first (``Authorization: Bearer|Token``, ``x-echopanel-token``); then the forms that
     exist for browsers, whose WebSocket API cannot set headers: ``?token=``, OpenAI's
-    ``openai-insecure-api-key.<key>`` subprotocol and Deepgram's ``token, <key>`` pair.
+    ``openai-insecure-api-key.<key>`` subprotocol and Deepgram's ``token, <key>`` or
+    ``bearer, <jwt>`` pairs.
     """
     scheme, _, value = conn.headers.get("authorization", "").partition(" ")
     if scheme.lower() in SCHEMES and value.strip():
@@ -41,7 +43,7 @@ def presented_token(conn: HTTPConnection) -> str | None:
     for protocol in offered:
         if protocol.startswith(OPENAI_KEY_PREFIX) and len(protocol) > len(OPENAI_KEY_PREFIX):
             return protocol[len(OPENAI_KEY_PREFIX) :]
-    if len(offered) >= 2 and offered[0] == DEEPGRAM_TOKEN_PROTOCOL:
+    if len(offered) >= 2 and offered[0] in SCHEME_PROTOCOLS:
         return offered[1]
     return None
 

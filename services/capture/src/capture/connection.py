@@ -99,7 +99,7 @@ async def admit(ws: WebSocket, connection: type[LiveConnection]) -> None:
     """Accept a socket, check its token and the connection limit, then run its session."""
     hub: Hub = ws.app.state.hub
     offered = offered_subprotocols(ws)
-    chosen = connection.subprotocol if connection.subprotocol in offered else None
+    chosen = next((p for p in offered if p in connection.subprotocols), None)
     await ws.accept(subprotocol=chosen)
     live = connection(hub, ws)
     if not authorized(ws, hub.settings.token):
@@ -128,8 +128,9 @@ class LiveConnection(abc.ABC):
     """
 
     protocol: ClassVar[str] = "live"
-    subprotocol: ClassVar[str | None] = None
-    """Selected on accept when the client offers it (browsers must get one of theirs back)."""
+    subprotocols: ClassVar[tuple[str, ...]] = ()
+    """The first of these the client offers is selected on accept (browsers must get one of
+    theirs back)."""
     refusal_texts: ClassVar[dict[Refusal, str]] = {}
     """The protocol's own wording of a refusal, where its clients expect one."""
 

@@ -117,7 +117,7 @@ class DeepgramLive(LiveConnection):
     """One Deepgram live stream: a session with one source, or one per channel."""
 
     protocol: ClassVar[str] = "deepgram"
-    subprotocol: ClassVar[str | None] = "token"
+    subprotocols: ClassVar[tuple[str, ...]] = ("token", "bearer")
 
     def __init__(self, hub: Hub, ws: WebSocket) -> None:
         super().__init__(hub, ws)

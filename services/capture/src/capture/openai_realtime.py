@@ -85,7 +85,7 @@ class OpenAIRealtimeConnection(LiveConnection):
     """One transcription session."""
 
     protocol: ClassVar[str] = "openai"
-    subprotocol: ClassVar[str | None] = "realtime"
+    subprotocols: ClassVar[tuple[str, ...]] = ("realtime",)
     refusal_texts: ClassVar[dict[Refusal, str]] = {"unauthorized": "Incorrect API key provided."}
 
     def __init__(self, hub: Hub, ws: WebSocket) -> None:

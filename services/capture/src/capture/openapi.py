@@ -203,14 +203,14 @@ DOCUMENT: Schema = {
                     _query("sample_rate", {"type": "integer"}, "raw audio rate"),
                     _query("channels", {"type": "integer"}, "raw audio channels"),
                     _query("utterances", {"type": "boolean"}, "results.utterances"),
-                    _query("punctuate", {"type": "boolean"}, "accepted"),
-                    _query("smart_format", {"type": "boolean"}, "accepted"),
+                    _query("punctuate", {"type": "boolean"}, "punctuated words and text"),
+                    _query("smart_format", {"type": "boolean"}, "as punctuate"),
                     _query("language", {"type": "string"}, "accepted"),
                 ],
                 "requestBody": {"required": True, "content": AUDIO_BODY},
                 "responses": {
                     "200": _json({"type": "object", "required": ["metadata", "results"]}, "done"),
-                    **_errors(DEEPGRAM_ERROR, 400, 401, 413, 415),
+                    **_errors(DEEPGRAM_ERROR, 400, 401, 413, 504),
                 },
             }
         },

@@ -162,7 +162,9 @@ class ContainerDecoder:
 
     def _decode(self) -> None:
         options = {"probesize": str(PROBE_BYTES), "analyzeduration": "100000"}
-        with av.open(self._pipe, mode="r", options=options, buffer_size=4096) as container:
+        with av.open(
+            self._pipe, mode="r", options=options, buffer_size=4096, metadata_errors="replace"
+        ) as container:
             if not container.streams.audio:
                 raise DecodeFailed("no audio stream")
             stream = container.streams.audio[0]
