@@ -1,9 +1,9 @@
 """A fast dev-split harness: the worker's streaming policy replayed on a virtual clock.
 
-``PYTHONPATH=tests .venv/bin/python -m bench.replay --split dev --limit 4``
+``PYTHONPATH=tests .venv/bin/python -m bench.replay --split dev --limit 4 [--engine fasterwhisper]``
 
-Feeds a session to the worker's own ``SegmentedStream`` (its policy from the same
-``ECHOSTREAM_WHISPER_*`` settings) in the order ``capture_sim`` publishes it: 100 ms chunks
+Feeds a session to the worker's own ``SegmentedStream`` (its policy and transcriber from the same
+``ECHOSTREAM_WHISPER_*`` or ``ECHOSTREAM_FASTERWHISPER_*`` settings) in the order ``capture_sim`` publishes it: 100 ms chunks
 available when their first sample is captured, speech boundaries 0.3 s of audio late. Handling is
 sequential, as in a ``SourceJob``; the clock jumps to the next message's capture time when the
 stream is idle and advances by each handler's real wall time when it is busy, so latencies and lag
@@ -30,7 +30,9 @@ from worker_process import MODEL
 
 from bench.audio import Pcm, Session, session, talks_from_items
 from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Update
-from echostream_shared.segmented.policy import SegmentedStream
+from echostream_shared.segmented.decoding import ModelTranscriber
+from echostream_shared.segmented.policy import SegmentedStream, SegmentPolicy
+from echostream_shared.segmented.settings import SegmentedWorkerSettings
 from whisper_worker.config import WhisperWorkerSettings
 from whisper_worker.engine import whisper_transcriber
 from whisper_worker.transcriber import TranscriberConfig, WhisperTranscriber
@@ -91,9 +93,9 @@ async def _apply(stream: SegmentedStream, message: _Message) -> list[Update]:
 
 
 async def replay(
-    transcriber: WhisperTranscriber, settings: WhisperWorkerSettings, talk: Session
+    transcriber: ModelTranscriber, policy: SegmentPolicy, talk: Session
 ) -> tuple[list[Emitted], float, SegmentedStream]:
-    stream = SegmentedStream(transcriber, settings.segment_policy())
+    stream = SegmentedStream(transcriber, policy)
     clock = 0.0
     emitted: list[Emitted] = []
     cpu0 = _cpu_s()
@@ -143,6 +145,36 @@ def talk_texts(talk: Session, emitted: list[Emitted]) -> list[str]:
     ]
 
 
+def engine_under_test(
+    engine: str, model: Path
+) -> tuple[SegmentedWorkerSettings, ModelTranscriber, int]:
+    """The engine's settings (from the environment), its transcriber, and its decode threads."""
+    if engine == "fasterwhisper":
+        from fasterwhisper_worker.config import FasterWhisperWorkerSettings
+        from fasterwhisper_worker.engine import fasterwhisper_transcriber
+
+        fw = FasterWhisperWorkerSettings()
+        return fw, fasterwhisper_transcriber(fw), fw.threads
+    settings = WhisperWorkerSettings(model_path=model)
+    return settings, whisper_transcriber(settings), settings.threads_per_decoder
+
+
+async def offline_fasterwhisper(threads: int, talk: Session) -> tuple[list[str], float]:
+    """faster-whisper's own one-call decode of each talk, greedy, as ``bench.offline`` does."""
+    from fasterwhisper_worker.model_dir import validate_model_dir
+    from fasterwhisper_worker.transcriber import FasterWhisperConfig, load_model
+
+    model = load_model(FasterWhisperConfig(validate_model_dir(None), threads=threads))
+    texts, cpu = [], 0.0
+    for k in range(len(talk.talks)):
+        cpu0 = _cpu_s()
+        audio = talk.talk_audio(k).astype(np.float32) / 32768.0
+        segments, _ = model.transcribe(audio, language="en", beam_size=1, temperature=0.0)
+        texts.append(" ".join(segment.text.strip() for segment in segments))
+        cpu += _cpu_s() - cpu0
+    return texts, cpu
+
+
 async def offline(model: Path, threads: int, talk: Session) -> tuple[list[str], float]:
     config = TranscriberConfig(model_path=model, threads=threads, workers=1, final_ctx_margin=0)
     texts, cpu = [], 0.0
@@ -162,24 +194,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         talks = talks[: args.limit]
     talk = session(args.split, talks, 1.0)
     refs = [t.text for t in talks]
-    settings = WhisperWorkerSettings(model_path=args.model)
-    transcriber = whisper_transcriber(settings)
+    settings, transcriber, threads = engine_under_test(args.engine, args.model)
     await transcriber.warm_up()
     wall0 = time.perf_counter()
-    emitted, stream_cpu, stream = await replay(transcriber, settings, talk)
+    emitted, stream_cpu, stream = await replay(transcriber, settings.segment_policy(), talk)
     stream_wall = time.perf_counter() - wall0
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     await transcriber.aclose()
     cache = args.offline_cache
-    key = f"{args.split}:{args.limit}:{settings.threads_per_decoder}"
+    key = f"{args.engine}:{args.split}:{args.limit}:{threads}"
     cached = json.loads(cache.read_text()) if cache and cache.is_file() else {}
     if key in cached:
         off_texts, off_cpu = cached[key]["texts"], cached[key]["cpu_s"]
+    elif args.engine == "fasterwhisper":
+        off_texts, off_cpu = await offline_fasterwhisper(threads, talk)
     else:
-        off_texts, off_cpu = await offline(args.model, settings.threads_per_decoder, talk)
-        if cache:
-            cached[key] = {"texts": off_texts, "cpu_s": off_cpu}
-            cache.write_text(json.dumps(cached))
+        off_texts, off_cpu = await offline(args.model, threads, talk)
+    if cache and key not in cached:
+        cached[key] = {"texts": off_texts, "cpu_s": off_cpu}
+        cache.write_text(json.dumps(cached))
     stream_texts = talk_texts(talk, emitted)
     if args.dump:
         rows = zip(refs, stream_texts, off_texts, strict=True)
@@ -187,6 +220,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         args.dump.write_text(json.dumps(texts, indent=1))
     stats = stream.stats
     return {
+        "engine": args.engine,
         "audio_s": round(talk.duration_s, 1),
         "talks": len(talks),
         **{
@@ -215,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--split", choices=("dev", "eval"), default="dev")
     parser.add_argument("--limit", type=int, default=0, help="only the first N talks")
-    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--engine", choices=("whisper", "fasterwhisper"), default="whisper")
+    parser.add_argument("--model", type=Path, default=MODEL, help="whisper.cpp's ggml model")
     parser.add_argument("--offline-cache", type=Path, help="reuse offline decodes across runs")
     parser.add_argument("--dump", type=Path, help="write reference/streaming/offline texts here")
     parser.add_argument("--label", default="", help="a name for this run in the output")

@@ -35,11 +35,18 @@ class FasterWhisperWorkerSettings(SegmentedWorkerSettings):
         default=1, ge=1, le=10, description="finals' beam; 1 is greedy, as whisper.cpp's worker"
     )
     final_margin_s: float = Field(
-        default=5.12,
+        default=2.56,
         ge=0,
         le=30,
         description="silence a final's encoder window holds beyond its audio; 0: Whisper's "
         "full 30 s window",
+    )
+    partial_cpu_per_audio_s: float = Field(
+        default=0.02,
+        ge=0,
+        le=2,
+        description="CPU-s partials may spend per second of audio (a segment's first try always "
+        "goes); about half of faster-whisper's offline cost",
     )
     temperature_fallback: bool = Field(
         default=False,

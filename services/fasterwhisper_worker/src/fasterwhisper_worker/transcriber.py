@@ -1,12 +1,15 @@
-"""Async facade over faster-whisper: one CTranslate2 model, an encoder window cut to the clip.
+"""Async facade over faster-whisper: one CTranslate2 model, one window per clip, cut to the clip.
 
-faster-whisper's ``transcribe`` pads every clip to Whisper's 30 s window before encoding. CTranslate2
-itself accepts shorter inputs, and on a segment of a few seconds the encoder is most of the cost,
-so each decode encodes the clip plus a margin of padding (as whisper.cpp's worker does with
-``audio_ctx``) and hands that encoder output to faster-whisper's own decoding loop
-(``generate_segments``), which keeps its timestamp rules, word alignment and thresholds. A
-margin keeps Whisper from repeating itself on short inputs, and the shared guards screen
-every decode.
+faster-whisper's ``transcribe`` pads every clip to Whisper's 30 s window before encoding, and its
+long-form loop decodes a second window from the last word on whenever the first does not end on a
+lone timestamp: on a few seconds of speech that second pass, with its own full 30 s encode, cost
+as much as the first (measured). A clip here is never longer than one window (the policy's
+segments are at most 28 s with their pads), so each decode is one window: the clip's features
+plus a margin of padding are encoded (CTranslate2 accepts inputs shorter than 30 s; the margin
+keeps Whisper from repeating itself on short inputs, as ``audio_ctx`` does for whisper.cpp), then
+faster-whisper's own pieces decode it (``generate_with_fallback``: its thresholds and temperature
+fallback; ``add_word_timestamps``: its word alignment), with its no-speech rule. The shared
+guards screen every decode.
 
 The model loads when the transcriber is built, so a directory CTranslate2 cannot read fails at
 start-up, not at the first audio. CTranslate2 models are thread-safe: ``decoders`` executor
@@ -21,6 +24,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads starve a shared core
 
@@ -29,10 +33,7 @@ import numpy.typing as npt  # noqa: E402
 from faster_whisper import WhisperModel  # type: ignore[import-untyped]  # noqa: E402
 from faster_whisper.audio import pad_or_trim  # type: ignore[import-untyped]  # noqa: E402
 from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped]  # noqa: E402
-from faster_whisper.transcribe import (  # type: ignore[import-untyped]  # noqa: E402
-    Segment,
-    TranscriptionOptions,
-)
+from faster_whisper.transcribe import TranscriptionOptions  # type: ignore[import-untyped]  # noqa: E402
 
 from echostream_shared.segmented import guards  # noqa: E402
 from echostream_shared.segmented.decoding import Decoded, DecodedWord, Purpose  # noqa: E402
@@ -58,7 +59,7 @@ class FasterWhisperConfig:
     decoders: int = 1
     language: str = "en"
     beam_size: int = 1
-    final_margin_s: float = 5.12  # 0: Whisper's full 30 s window
+    final_margin_s: float = 2.56  # 0: Whisper's full 30 s window
     temperature_fallback: bool = False
     guards: guards.GuardConfig = field(default_factory=guards.GuardConfig)
 
@@ -153,24 +154,37 @@ class FasterWhisperTranscriber:
     def _decode(
         self, samples: npt.NDArray[np.float32], purpose: Purpose, prompt: str | None
     ) -> _Raw:
-        """Runs on an executor thread."""
-        model = self._model
+        """Runs on an executor thread: one window, from the clip's start."""
+        model, tokenizer = self._model, self._tokenizer
         wall0, cpu0 = time.perf_counter(), time.process_time()
         features = model.feature_extractor(samples)
-        content = features.shape[-1] - 1
+        content = min(features.shape[-1] - 1, FULL_WINDOW)  # a longer clip is cut at 30 s
         margin = self._margin_s(purpose)
         window = FULL_WINDOW if margin is None else encoder_window(content / FRAMES_PER_S, margin)
-        if content > window:  # longer than 30 s: faster-whisper encodes every window itself
-            encoded = None
-        else:
-            encoded = model.encode(pad_or_trim(features[:, :content], window))
+        # zero features beyond the clip, as faster-whisper pads (silent audio measured worse)
+        encoded = model.encode(pad_or_trim(features[:, :content], window))
         options = replace(
-            self._options[purpose],
-            initial_prompt=prompt,
-            max_new_tokens=_max_tokens(purpose, len(samples) / SAMPLE_RATE),
+            self._options[purpose], max_new_tokens=_max_tokens(purpose, content / FRAMES_PER_S)
         )
-        segments = list(model.generate_segments(features, self._tokenizer, options, False, encoded))
-        words = tuple(_words(segments))
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+        result, avg_logprob, _, _ = model.generate_with_fallback(
+            encoded, model.get_prompt(tokenizer, previous), tokenizer, options
+        )
+        words: tuple[DecodedWord, ...] = ()
+        tokens = list(result.sequences_ids[0])
+        speech = not _no_speech(result.no_speech_prob, avg_logprob, options)
+        if speech and any(token < tokenizer.eot for token in tokens):
+            segment = {"seek": 0, "start": 0.0, "end": content / FRAMES_PER_S, "tokens": tokens}
+            model.add_word_timestamps(
+                [[segment]],
+                tokenizer,
+                encoded,
+                content,
+                options.prepend_punctuations,
+                options.append_punctuations,
+                last_speech_timestamp=0.0,
+            )
+            words = tuple(_words(segment.get("words", [])))
         confidence = float(np.mean([w.probability for w in words])) if words else None
         cpu_s = time.process_time() - cpu0
         return _Raw(words, confidence, time.perf_counter() - wall0, cpu_s, window)
@@ -211,7 +225,7 @@ def _options(config: FasterWhisperConfig) -> dict[Purpose, TranscriptionOptions]
         append_punctuations="\"'.。,，!！?？:：”)]}、",
         multilingual=False,
         max_new_tokens=None,
-        clip_timestamps=[0.0],
+        clip_timestamps="0",
         hallucination_silence_threshold=None,
         hotwords=None,
     )
@@ -225,14 +239,19 @@ def _max_tokens(purpose: Purpose, audio_s: float) -> int:
     return min(MAX_SAMPLED_TOKENS, math.ceil(rate * audio_s) + extra)
 
 
-def _words(segments: list[Segment]) -> list[DecodedWord]:
+def _no_speech(no_speech_prob: float, avg_logprob: float, options: TranscriptionOptions) -> bool:
+    """faster-whisper's rule: likely silence, unless the text was decoded confidently."""
+    if options.no_speech_threshold is None or no_speech_prob <= options.no_speech_threshold:
+        return False
+    return options.log_prob_threshold is None or avg_logprob <= options.log_prob_threshold
+
+
+def _words(aligned: list[dict[str, Any]]) -> list[DecodedWord]:
+    """faster-whisper's aligned words (seconds from the clip's start), without empty ones."""
     words: list[DecodedWord] = []
-    for segment in segments:
-        for word in segment.words or ():
-            text = word.word.strip()
-            if text:
-                end = max(word.start, word.end)
-                words.append(
-                    DecodedWord(text, float(word.start), float(end), float(word.probability))
-                )
+    for word in aligned:
+        text = str(word["word"]).strip()
+        if text:
+            start, end = float(word["start"]), float(word["end"])
+            words.append(DecodedWord(text, start, max(start, end), float(word["probability"])))
     return words

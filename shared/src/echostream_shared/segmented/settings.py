@@ -17,11 +17,19 @@ class SegmentedWorkerSettings(WorkerSettings):
     max_segment_s: float = Field(
         default=25.0, ge=5, le=28, description="with its pads a segment must fit Whisper's 30 s"
     )
+    partial_cpu_per_audio_s: float = Field(
+        default=0.06,
+        ge=0,
+        le=2,
+        description="CPU-s partials may spend per second of audio (a segment's first try always "
+        "goes); about half the engine's offline cost",
+    )
 
     def segment_policy(self) -> SegmentPolicy:
         """The streaming policy: partials stop at half the lag at which the worker degrades."""
         return SegmentPolicy(
             max_segment_s=self.max_segment_s,
             partial_interval_s=self.partial_interval_s,
+            partial_cpu_per_audio_s=self.partial_cpu_per_audio_s,
             max_lag_for_partials_s=self.degrade_lag_s / 2,
         )
