@@ -6,17 +6,20 @@ Playwright's own browser download does not work everywhere, and Debian's package
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import soundfile  # type: ignore[import-untyped]
 from browser_harness import AGGREGATOR_TOKEN, CAPTURE_TOKEN, CHROMIUM, LEAD_S, chromium_args
 from capture_audio import RATE, Speech, conversation, silence
 from pipeline_procs import Pipeline, running_pipeline
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +49,19 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         with running_pipeline(
             tmp_path_factory.mktemp("pipeline"), ECHOSTREAM_CAPTURE_TOKEN=CAPTURE_TOKEN
         ) as running:
+            wait_until_healthy(running.aggregator + "/health")
             yield running
+
+
+def wait_until_healthy(url: str, timeout_s: float = 60.0) -> None:
+    """The library needs the aggregator, which running_pipeline does not wait for."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer healthy within {timeout_s} s")
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +77,15 @@ def browser(speech_wav: Path) -> Iterator[Browser]:
         )
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def contexts(browser: Browser) -> Iterator[list[BrowserContext]]:
+    """Browser contexts a test opens, closed after it (their pages poll the server)."""
+    opened: list[BrowserContext] = []
+    yield opened
+    for context in opened:
+        context.close()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from browser_harness import (
 )
 from capture_audio import RATE, Speech
 from pipeline_procs import Pipeline
-from playwright.sync_api import Browser, Locator, Page
+from playwright.sync_api import Browser, BrowserContext, Locator, Page
 from speech_corpus import wer
 
 pytestmark = pytest.mark.slow
@@ -57,13 +57,19 @@ PLAYABLE_SECONDS = """async () => {
 
 
 def open_page(
-    browser: Browser, pipeline: Pipeline, *, microphone: bool, base: str | None = None
+    contexts: list[BrowserContext],
+    browser: Browser,
+    pipeline: Pipeline,
+    *,
+    microphone: bool,
+    base: str | None = None,
 ) -> Page:
     context = browser.new_context(
         permissions=["microphone"] if microphone else [],
         viewport={"width": 1200, "height": 600},
         accept_downloads=True,
     )
+    contexts.append(context)
     page = context.new_page()
     page.goto((base or pipeline.http) + "/")
     page.wait_for_selector("body[data-ready='true']")
@@ -80,9 +86,13 @@ def alert(page: Page) -> Locator:
 
 
 def test_live_microphone_transcript_then_library_and_srt(
-    browser: Browser, pipeline: Pipeline, speech: Speech, screenshots: Path
+    contexts: list[BrowserContext],
+    browser: Browser,
+    pipeline: Pipeline,
+    speech: Speech,
+    screenshots: Path,
 ) -> None:
-    page = open_page(browser, pipeline, microphone=True)
+    page = open_page(contexts, browser, pipeline, microphone=True)
     sign_in(page, CAPTURE_TOKEN)
     page.wait_for_selector("[data-signin][hidden]", state="attached")
     page.evaluate(FIRSTS)
@@ -140,8 +150,10 @@ def test_live_microphone_transcript_then_library_and_srt(
     assert wer(speech.text, " ".join(cue_texts)) <= MAX_WER, cue_texts
 
 
-def test_refused_microphone_is_explained(browser: Browser, pipeline: Pipeline) -> None:
-    page = open_page(browser, pipeline, microphone=False)
+def test_refused_microphone_is_explained(
+    contexts: list[BrowserContext], browser: Browser, pipeline: Pipeline
+) -> None:
+    page = open_page(contexts, browser, pipeline, microphone=False)
     sign_in(page, CAPTURE_TOKEN)
     page.get_by_role("button", name="Start").click()
     message = alert(page)
@@ -151,8 +163,10 @@ def test_refused_microphone_is_explained(browser: Browser, pipeline: Pipeline) -
     assert page.get_by_role("button", name="Start").is_enabled()
 
 
-def test_wrong_token_is_explained(browser: Browser, pipeline: Pipeline) -> None:
-    page = open_page(browser, pipeline, microphone=True)
+def test_wrong_token_is_explained(
+    contexts: list[BrowserContext], browser: Browser, pipeline: Pipeline
+) -> None:
+    page = open_page(contexts, browser, pipeline, microphone=True)
     sign_in(page, "not-the-token")
     message = alert(page)
     message.wait_for()
@@ -165,10 +179,10 @@ def test_wrong_token_is_explained(browser: Browser, pipeline: Pipeline) -> None:
 
 
 def test_a_lost_connection_reconnects_and_the_session_loses_no_text(
-    browser: Browser, pipeline: Pipeline, speech: Speech
+    contexts: list[BrowserContext], browser: Browser, pipeline: Pipeline, speech: Speech
 ) -> None:
     with CuttableProxy(pipeline.capture_port) as proxy:
-        page = open_page(browser, pipeline, microphone=True, base=proxy.url)
+        page = open_page(contexts, browser, pipeline, microphone=True, base=proxy.url)
         sign_in(page, CAPTURE_TOKEN)
         page.get_by_role("button", name="Start").click()
         page.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
@@ -210,15 +224,15 @@ def test_a_lost_connection_reconnects_and_the_session_loses_no_text(
 
 
 def test_a_live_session_updates_in_place_in_the_library(
-    browser: Browser, pipeline: Pipeline, speech: Speech
+    contexts: list[BrowserContext], browser: Browser, pipeline: Pipeline, speech: Speech
 ) -> None:
-    speaker = open_page(browser, pipeline, microphone=True)
+    speaker = open_page(contexts, browser, pipeline, microphone=True)
     sign_in(speaker, CAPTURE_TOKEN)
     speaker.get_by_role("button", name="Start").click()
     speaker.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
     session_id = speaker.get_by_test_id("session-id").inner_text()
 
-    reader = open_page(browser, pipeline, microphone=False)
+    reader = open_page(contexts, browser, pipeline, microphone=False)
     sign_in(reader, CAPTURE_TOKEN)
     reader.evaluate("window.notReloaded = true")
     reader.get_by_role("button", name="Library").click()
@@ -246,12 +260,12 @@ def test_a_live_session_updates_in_place_in_the_library(
 
 
 def test_a_shared_tab_opens_as_a_second_source_of_the_same_session(
-    browser: Browser, pipeline: Pipeline, speech: Speech
+    contexts: list[BrowserContext], browser: Browser, pipeline: Pipeline, speech: Speech
 ) -> None:
     """The plumbing of a second source: getDisplayMedia's audio track, its own worklet and meter,
     its own source in the session. The shared tab plays nothing (headless Chromium captured only
     silence from a playing tab when tried), so all the speech comes through the microphone."""
-    page = open_page(browser, pipeline, microphone=True)
+    page = open_page(contexts, browser, pipeline, microphone=True)
     shared = page.context.new_page()
     shared.route(
         "http://shared.test/",

@@ -239,7 +239,7 @@ function stopCaptures() {
   if (!live) return;
   for (const capture of live.captures) capture.stop();
   live.captures = [];
-  live.context.close();
+  if (live.context.state !== "closed") live.context.close();
 }
 
 function stop() {
