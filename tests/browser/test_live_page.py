@@ -131,6 +131,13 @@ def test_live_microphone_transcript_then_library_and_srt(
             break
         page.get_by_role("button", name="Search").click()
         page.wait_for_timeout(500)
+    search = page.get_by_label("Search transcripts")
+    search.fill("zebra")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector("text=0 session(s) match “zebra”")
+    search.fill("lazy dog")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector("text=1 session(s) match “lazy dog”")
     row.get_by_role("button").click()
     timeline = page.get_by_test_id("timeline")
     timeline.locator("li.final").first.wait_for()
@@ -257,6 +264,16 @@ def test_a_live_session_updates_in_place_in_the_library(
     assert reader.evaluate("window.notReloaded") is True
     stored = " ".join(timeline.locator("li.final").all_inner_texts())
     assert wer(speech.text, stored) <= MAX_WER, stored
+
+    delete = reader.get_by_role("button", name="Delete")
+    delete.click()
+    reader.get_by_role("button", name="Confirm delete").click()
+    row.wait_for(state="detached")
+    gone = httpx.get(
+        f"{pipeline.aggregator}/v1/sessions/{session_id}",
+        headers={"Authorization": f"Bearer {AGGREGATOR_TOKEN}"},
+    )
+    assert gone.status_code == 404
 
 
 def test_a_shared_tab_opens_as_a_second_source_of_the_same_session(
