@@ -65,7 +65,8 @@ def services(
 ) -> list[Program]:
     """Every service ``make run`` knows, with the variables docker-compose.yml gives them.
 
-    ``engines`` are those capture sends every source to, unless ECHOSTREAM_CAPTURE_ENGINES says.
+    ``engines`` are those capture sends every source to, unless ECHOSTREAM_CAPTURE_ENGINES says;
+    the first is the one EchoPanel clients see, unless ECHOSTREAM_CAPTURE_ECHOPANEL_ENGINE says.
     """
     common = {
         "ECHOSTREAM_NATS_URL": nats.url,
@@ -92,6 +93,11 @@ def services(
                 "ECHOSTREAM_CAPTURE_PORT": str(ports.capture),
                 "ECHOSTREAM_CAPTURE_TOKEN": env.get("ECHOSTREAM_CAPTURE_TOKEN", ""),
                 "ECHOSTREAM_CAPTURE_ENGINES": env.get("ECHOSTREAM_CAPTURE_ENGINES", engines),
+                # EchoPanel clients see one engine: the first one asked for, unless told
+                "ECHOSTREAM_CAPTURE_ECHOPANEL_ENGINE": env.get(
+                    "ECHOSTREAM_CAPTURE_ECHOPANEL_ENGINE",
+                    env.get("ECHOSTREAM_CAPTURE_ENGINES", engines).split(",")[0].strip(),
+                ),
                 "ECHOSTREAM_CAPTURE_METRICS_PORT": str(ports.capture_metrics),
                 "ECHOSTREAM_CAPTURE_AGGREGATOR_URL": f"http://127.0.0.1:{ports.aggregator}",
                 "ECHOSTREAM_CAPTURE_AGGREGATOR_TOKEN": env.get(

@@ -103,6 +103,13 @@ def test_make_run_starts_the_workers_of_the_engines_asked_for_and_sends_them_eve
         run.parse_args(["--engines", "whisper,nosuch"])
     args = run.parse_args(["--engines", "fasterwhisper", "--scale", "fasterwhisper-worker=2"])
     assert args.scale == [("fasterwhisper-worker", 2)]
+    nats = local_services.Broker("nats://127.0.0.1:4222", "token")
+    alone = local_services.services(
+        nats, local_services.DEFAULT_PORTS, Path(".run"), {}, "fasterwhisper"
+    )
+    capture = next(p for p in alone if p.name == "capture")
+    assert capture.env["ECHOSTREAM_CAPTURE_ENGINES"] == "fasterwhisper"
+    assert capture.env["ECHOSTREAM_CAPTURE_ECHOPANEL_ENGINE"] == "fasterwhisper"
 
 
 def test_make_run_scales_the_whisper_worker_like_compose_scale() -> None:
