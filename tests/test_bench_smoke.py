@@ -62,6 +62,13 @@ def test_smoke_bench_writes_a_sane_report(tmp_path: Path) -> None:
     assert (out / "raw" / "main.json").is_file()
     assert summary["meta"]["model"]["sha256"] in report
     assert "## Against the budgets" in report and "## Capacity" in report
+    assert "## CPU engines side by side" in report
+    assert sorted(summary["engines"]) == ["fasterwhisper", "whisper"]
+    for engine, sessions in summary["engines"].items():
+        cpu = sessions["main"]["cpu"]
+        _positive(cpu["ratio_streaming_over_offline"], f"{engine} CPU ratio")
+        _positive(sessions["main"]["peak_rss_mb"], f"{engine} peak RSS")
+        assert sessions["main"]["latency"]["segments_without_final"] == 0, engine
 
     main = summary["passes"]["main"]
     latency = main["latency"]

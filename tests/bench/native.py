@@ -1,5 +1,5 @@
 """The system under test, whole: ``infra/local/run.py`` (what ``make run`` starts: an embedded
-nats-server, capture, the whisper worker(s), the aggregator), fed through capture's native
+nats-server, capture, one engine's worker(s), the aggregator), fed through capture's native
 WebSocket protocol ``/v1/stream`` at real time, as a client would.
 
 Timing is the client's: each 100 ms frame is sent when its last sample would have been captured
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -51,12 +52,12 @@ RUN_SCRIPT = REPO / "infra" / "local" / "run.py"
 FRAME_S = 0.1
 FRAME = int(RATE * FRAME_S)
 SOURCE = "mic"
-ENGINE = "whisper"
-MODULES = {"whisper_worker": "whisper-worker", "capture": "capture", "aggregator": "aggregator"}
+ENGINES = ("whisper", "fasterwhisper")
+"""The CPU engines the bench can run; each as ``make run --engines <engine>`` starts it."""
 
 
 class EchoStreamNative:
-    """``make run``'s topology on free ports, with ``workers`` whisper workers."""
+    """``make run``'s topology on free ports, with ``workers`` workers of one engine."""
 
     name = "echostream"
 
@@ -65,20 +66,29 @@ class EchoStreamNative:
         workdir: Path,
         model: Path,
         *,
+        engine: str = "whisper",
         workers: int = 1,
         env: dict[str, str] | None = None,
         drain_timeout_s: float = 60.0,
     ) -> None:
         self.workdir = workdir
         self.model = model
+        self.engine = engine
+        self.service = f"{engine}-worker"
+        self.modules = {
+            f"{engine}_worker": self.service,
+            "capture": "capture",
+            "aggregator": "aggregator",
+        }
+        self.prefix = f"ECHOSTREAM_{engine.upper()}_"
         self.workers = workers
         self.nats_port = free_port()
         self.capture_port = free_port()
         self.env = {
             "ECHOSTREAM_WHISPER_MODEL_PATH": str(model),
             # the default (4) caps a worker below what its CPU can carry; capacity is the question
-            "ECHOSTREAM_WHISPER_MAX_STREAMS": "16",
-            "ECHOSTREAM_WHISPER_STATUS_INTERVAL_S": "1",
+            f"{self.prefix}MAX_STREAMS": "16",
+            f"{self.prefix}STATUS_INTERVAL_S": "1",
             "ECHOSTREAM_LOG_FORMAT": "json",
             **(env or {}),
             **overrides_from(os.environ),
@@ -93,10 +103,11 @@ class EchoStreamNative:
         settings = {k: v for k, v in self.env.items() if k != "ECHOSTREAM_WHISPER_MODEL_PATH"}
         return {
             "system": self.name,
-            "started_as": f"infra/local/run.py --whisper-workers {self.workers} (make run)",
+            "started_as": f"infra/local/run.py {shlex.join(self._run_args())} (make run)",
             "protocol": "native WebSocket /v1/stream, 100 ms PCM16 frames at real time",
+            "engine": self.engine,
             "model": str(self.model),
-            "whisper_workers": self.workers,
+            "workers": self.workers,
             "env": settings,
         }
 
@@ -114,6 +125,7 @@ class EchoStreamNative:
             "ECHOSTREAM_CAPTURE_METRICS_PORT",
             "ECHOSTREAM_AGGREGATOR_METRICS_PORT",
             "ECHOSTREAM_VOXTRAL_METRICS_PORT",
+            "ECHOSTREAM_FASTERWHISPER_METRICS_PORT",
         ):
             env[variable] = str(free_port())
         env["ECHOSTREAM_CAPTURE_PORT"] = str(self.capture_port)
@@ -121,10 +133,13 @@ class EchoStreamNative:
             sys.executable,
             str(RUN_SCRIPT),
             *("--state-dir", str(self.state_dir), "--nats-port", str(self.nats_port)),
-            *("--whisper-workers", str(self.workers)),
+            *self._run_args(),
         ]
         self._process = self._launch(argv, env)
         await self._wait_ready()
+
+    def _run_args(self) -> list[str]:
+        return ["--engines", self.engine, "--scale", f"{self.service}={self.workers}"]
 
     def _launch(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with (self.workdir / "run.log").open("wb") as log:
@@ -154,7 +169,7 @@ class EchoStreamNative:
                         error_cb=_quiet,  # nats-server may still be starting: we retry
                     )
             await asyncio.sleep(0.2)
-        await self._nc.subscribe(t.worker_status(ENGINE, "*"), cb=self._on_status)
+        await self._nc.subscribe(t.worker_status(self.engine, "*"), cb=self._on_status)
         while True:
             self._check_alive(deadline)
             reporting = {s.worker_id for _, s in self._statuses}
@@ -196,22 +211,23 @@ class EchoStreamNative:
                 found["nats-server"] = pid
             elif "-m" in argv:
                 module = argv[argv.index("-m") + 1] if argv.index("-m") + 1 < len(argv) else ""
-                name = MODULES.get(module)
-                if name == "whisper-worker":
-                    found[f"whisper-worker-{sum(k.startswith('whisper') for k in found) + 1}"] = pid
+                name = self.modules.get(module)
+                if name == self.service:
+                    index = sum(k.startswith(self.service) for k in found) + 1
+                    found[f"{self.service}-{index}"] = pid
                 elif name is not None:
                     found[name] = pid
         found["make run (supervisor)"] = self._supervisor().pid
-        workers = {k: v for k, v in found.items() if k.startswith("whisper-worker")}
+        workers = {k: v for k, v in found.items() if k.startswith(self.service)}
         if len(workers) != self.workers:
-            raise RuntimeError(f"expected {self.workers} whisper workers, found {sorted(found)}")
+            raise RuntimeError(f"expected {self.workers} {self.service}s, found {sorted(found)}")
         return {**workers, **{k: v for k, v in found.items() if k not in workers}}
 
     def _worker_metrics_ports(self) -> list[int]:
         ports = []
         for name, pid in self._processes.items():
-            if name.startswith("whisper-worker"):
-                value = _environ(pid).get("ECHOSTREAM_WHISPER_METRICS_PORT")
+            if name.startswith(self.service):
+                value = _environ(pid).get(f"{self.prefix}METRICS_PORT")
                 if value:
                     ports.append(int(value))
         return ports
@@ -233,7 +249,7 @@ class EchoStreamNative:
 
     async def idle_cpu_per_s(self, seconds: float = 3.0) -> float:
         """The workers' CPU use while they hold no stream (event loop, status reports)."""
-        workers = {k: v for k, v in self._processes.items() if k.startswith("whisper-worker")}
+        workers = {k: v for k, v in self._processes.items() if k.startswith(self.service)}
         meter = Meter(workers)
         meter.start()
         await asyncio.sleep(seconds)
@@ -295,7 +311,7 @@ class EchoStreamNative:
         start = {
             "type": "start",
             "sources": [SOURCE],
-            "engine": ENGINE,
+            "engine": self.engine,
             "metadata": {"bench_stream": spec.stream_id},
         }
         async with connect(self.capture_url("/v1/stream", "ws"), max_size=None) as ws:

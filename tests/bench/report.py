@@ -167,6 +167,13 @@ def render(results: Json, plots: Mapping[str, str]) -> str:
             _accuracy(passes),
             "",
         ]
+        if len(results.get("engines") or {}) > 1:
+            parts += [
+                "## CPU engines side by side, same audio, same run",
+                "",
+                _engines(results),
+                "",
+            ]
         parts += ["## CPU and real-time factor, same run", "", _cpu(results), ""]
         if "cpu" in plots:
             parts += [f"![CPU per audio second]({plots['cpu']})", ""]
@@ -369,6 +376,62 @@ def _accuracy(passes: Json) -> str:
                 + "\n\n</details>\n"
             )
     return "\n".join(out)
+
+
+ENGINE_TARGET = 1.5
+"""The faster-whisper worker's streaming CPU against faster-whisper's own offline decoding."""
+
+
+def _engines(results: Json) -> str:
+    """Each CPU engine's worker on the same sessions, one engine at a time on the machine."""
+    rows = []
+    for engine, sessions in results["engines"].items():
+        for key, found in sessions.items():
+            latency, cpu = found["latency"], found["cpu"]
+            final, first = latency["final_after_speech_end"], latency["first_partial_after_onset"]
+            overall = found["wer"][-1]
+            rows.append(
+                [
+                    engine,
+                    key,
+                    pct(overall["streaming_wer"]),
+                    pct(overall["offline_wer"]),
+                    f"{s(final['p50'])} / {s(final['p95'])}",
+                    f"{s(first['p50'])} / {s(first['p95'])}",
+                    s(cpu["streaming_cpu_per_audio_s"], 3, ""),
+                    s(cpu["offline_cpu_per_audio_s"], 3, ""),
+                    s(cpu["ratio_streaming_over_offline"], 2, " ×"),
+                    s(found["peak_rss_mb"], 0, " MB"),
+                ]
+            )
+    header = [
+        "engine",
+        "session",
+        "streaming WER",
+        "offline WER",
+        "final after speech end p50 / p95",
+        "first partial after onset p50 / p95",
+        "streaming CPU-s / audio-s",
+        "offline CPU-s / audio-s (own engine)",
+        "streaming / offline",
+        "worker peak RSS",
+    ]
+    notes = [table(header, rows), ""]
+    faster = results["engines"].get("fasterwhisper", {}).get("main")
+    if faster is not None:
+        ratio = faster["cpu"]["ratio_streaming_over_offline"]
+        notes.append(
+            f"The faster-whisper worker's streaming CPU is {s(ratio, 2, ' ×')} faster-whisper's "
+            f"own offline decoding of the same talks (target ≤ {ENGINE_TARGET} ×: "
+            f"{verdict(ratio, ENGINE_TARGET)})."
+        )
+    notes.append(
+        "Each engine ran the same sessions through `make run --engines <engine>`, alone, one "
+        "after the other. Offline is each engine's own one-call decode of each talk: whisper.cpp "
+        "with the worker's transcriber on the full 30 s window, faster-whisper with its own "
+        "`transcribe` (greedy, int8, no word timestamps), both with the same threads."
+    )
+    return "\n".join(notes)
 
 
 def _cpu(results: Json) -> str:

@@ -5,7 +5,10 @@ through capture's native protocol at real time.
 
 1. **Main session** (part ``latency``): every talk of the corpus's ``eval`` split, back to back on
    one source with 1 s pauses between utterances (about 9 minutes). Gives latency per utterance
-   and per word, partial stability, streaming WER, CPU, and latency over time.
+   and per word, partial stability, streaming WER, CPU, and latency over time. It runs once per
+   CPU engine of ``--engines`` (whisper.cpp, faster-whisper), each alone on the machine, one after
+   the other in the same run; the first engine's passes are the report's main ones, and the
+   report sets every engine side by side.
 2. **Long-form session** (part ``latency``): ``manifest_longform.jsonl`` (70 s of continuous
    speech with no pause a VAD would cut at), which exercises forced cuts of long segments.
 3. **Capacity ramp** (part ``capacity``): ``--capacity-levels`` concurrent sessions into one
@@ -13,7 +16,8 @@ through capture's native protocol at real time.
    level whose p95 final latency exceeds ``--capacity-stop-p95`` or that does not drain.
 4. **Scaling** (part ``scaling``): the same ramp with ``--scaling-workers`` workers.
 5. **Offline limit** (own process, after the streams): each talk decoded in one call by the same
-   model and threads, for WER and CPU ratios measured in the same run.
+   model and threads, per engine (faster-whisper: its own ``transcribe``), for WER and CPU
+   ratios measured in the same run.
 6. **Peer** (part ``peer``): WhisperLiveKit fed the main session's audio the same way
    (``bench.peer_pass``); the report sets both systems side by side.
 
@@ -52,7 +56,7 @@ from bench.audio import (
     talks_from_items,
     trimmed,
 )
-from bench.native import EchoStreamNative
+from bench.native import ENGINES, EchoStreamNative
 from bench.offline import OfflineResult, decode_offline
 from bench.peer_pass import run_peer_session
 from bench.system import PassResult, StreamResult, StreamSpec
@@ -82,6 +86,12 @@ class Options:
     parts: frozenset[str]
     capacity_levels: tuple[int, ...]
     scaling_workers: int
+    engines: tuple[str, ...] = ("whisper",)
+
+    @property
+    def primary(self) -> str:
+        """The engine of the report's main passes, capacity ramps and peer comparison."""
+        return self.engines[0]
 
 
 def parse(argv: list[str] | None = None) -> Options:
@@ -129,7 +139,16 @@ def parse(argv: list[str] | None = None) -> Options:
         help="corpus split (eval: reported numbers; dev: for working on the bench itself)",
     )
     parser.add_argument("--max-talks", type=int, default=0, help="use only the first N talks")
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help="CPU engines whose latency passes run side by side, the first one the report's "
+        f"main engine (default: {','.join(ENGINES)})",
+    )
     args = parser.parse_args(argv)
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    if not engines or set(engines) - set(ENGINES):
+        parser.error(f"--engines takes some of {', '.join(ENGINES)}")
     out = args.out
     if out is None:
         out = (
@@ -162,6 +181,7 @@ def parse(argv: list[str] | None = None) -> Options:
         parts=parts,
         capacity_levels=levels,
         scaling_workers=args.scaling_workers,
+        engines=engines,
     )
 
 
@@ -218,7 +238,9 @@ def _single_talk(item: SpeechItem) -> Talk:
 # -- scenarios -----------------------------------------------------------------------------------
 
 
-def pass_summary(result: PassResult, idle_cpu_per_s: float | None = None) -> dict[str, object]:
+def pass_summary(
+    result: PassResult, idle_cpu_per_s: float | None = None, engine: str = "whisper"
+) -> dict[str, object]:
     records = [r for s in result.streams for r in metrics.segment_records(s)]
     words = [w for s in result.streams for w in metrics.word_records(s)]
     audio_s = result.audio_s
@@ -250,13 +272,13 @@ def pass_summary(result: PassResult, idle_cpu_per_s: float | None = None) -> dic
         "status_max_lag_s": max(lags, default=None),
         "status_max_rtf": max(rtfs, default=None),
         "latency": metrics.latency_summaries(records, words),
-        "worker_internals": worker_internals(result.engine_metrics),
+        "worker_internals": worker_internals(result.engine_metrics, engine),
         "drift": metrics.drift(records),
         "finals_outside_speech": sum(_outside(s) for s in result.streams),
     }
 
 
-def worker_internals(counters: dict[str, float]) -> dict[str, float | None]:
+def worker_internals(counters: dict[str, float], engine: str) -> dict[str, float | None]:
     """Decode counts and mean wall times from the worker's own Prometheus metrics."""
 
     def ratio(prefix: str, labels: str = "") -> tuple[float | None, float | None]:
@@ -266,10 +288,11 @@ def worker_internals(counters: dict[str, float]) -> dict[str, float | None]:
             return count, None
         return count, total / count
 
-    finals, final_s = ratio("echostream_whisper_decode_seconds", '{purpose="final"}')
-    partials, partial_s = ratio("echostream_whisper_decode_seconds", '{purpose="partial"}')
-    _, latency = ratio("echostream_whisper_final_latency_seconds")
-    _, first = ratio("echostream_whisper_first_partial_latency_seconds")
+    prefix = f"echostream_{engine}"
+    finals, final_s = ratio(f"{prefix}_decode_seconds", '{purpose="final"}')
+    partials, partial_s = ratio(f"{prefix}_decode_seconds", '{purpose="partial"}')
+    _, latency = ratio(f"{prefix}_final_latency_seconds")
+    _, first = ratio(f"{prefix}_first_partial_latency_seconds")
     return {
         "final_decodes": finals,
         "final_decode_mean_s": final_s,
@@ -329,10 +352,13 @@ async def single_stream(
     idle = await system.idle_cpu_per_s()
     log(f"{stream_id}: streaming {talk_session.duration_s:.0f} s of audio at real time")
     result = await system.run([StreamSpec(stream_id, talk_session)])
-    summary = pass_summary(result, idle)
+    summary = pass_summary(result, idle, system.engine)
     latency = summary["latency"]
     assert isinstance(latency, dict)
-    log(f"{stream_id}: final after speech end {_fmt(latency['final_after_speech_end'])}")
+    log(
+        f"{system.engine} {stream_id}: final after speech end "
+        f"{_fmt(latency['final_after_speech_end'])}"
+    )
     return result, summary
 
 
@@ -340,7 +366,11 @@ async def capacity_ramp(
     options: Options, talks: list[Talk], workdir: Path, workers: int
 ) -> dict[str, object]:
     system = EchoStreamNative(
-        workdir / f"capacity-{workers}w", options.model, workers=workers, env=_threads(options)
+        workdir / f"capacity-{workers}w",
+        options.model,
+        engine=options.primary,
+        workers=workers,
+        env=_threads(options),
     )
     levels: list[dict[str, object]] = []
     raw: list[dict[str, object]] = []
@@ -358,7 +388,7 @@ async def capacity_ramp(
             ]
             log(f"capacity, {workers} worker(s): {n} concurrent stream(s)")
             result = await system.run(specs)
-            summary = pass_summary(result)
+            summary = pass_summary(result, engine=options.primary)
             summary["level"] = n
             scores = [score for st in result.streams for score in metrics.talk_scores(st, {})]
             summary["streaming_wer"] = metrics.wer_by_corpus(scores)[-1]["streaming_wer"]
@@ -404,7 +434,10 @@ def _sustains(level: dict[str, object], stop_p95: float) -> bool:
 
 
 def _threads(options: Options) -> dict[str, str]:
-    return {"ECHOSTREAM_WHISPER_THREADS_PER_DECODER": str(options.threads)}
+    return {
+        "ECHOSTREAM_WHISPER_THREADS_PER_DECODER": str(options.threads),
+        "ECHOSTREAM_FASTERWHISPER_THREADS": str(options.threads),
+    }
 
 
 def _fmt(summary: object) -> str:
@@ -414,11 +447,11 @@ def _fmt(summary: object) -> str:
 
 
 def offline_limit(
-    options: Options, sessions: list[Session], workdir: Path
+    options: Options, sessions: list[Session], workdir: Path, engine: str
 ) -> dict[str, OfflineResult]:
     clips = {talk.name: s.talk_audio(k) for s in sessions for k, talk in enumerate(s.talks)}
-    log(f"offline: decoding {len(clips)} talks in one call each, {options.threads} threads")
-    return decode_offline(options.model, options.threads, clips, workdir / "offline")
+    log(f"offline {engine}: {len(clips)} talks in one call each, {options.threads} threads")
+    return decode_offline(options.model, options.threads, clips, workdir / "offline", engine)
 
 
 def cpu_comparison(
@@ -448,34 +481,34 @@ async def run(options: Options) -> dict[str, object]:
     source = machine.source_digest()
     stuff = material(options)
     passes: dict[str, object] = {}
+    engines: dict[str, dict[str, object]] = {}
     raw: dict[str, object] = {}
     capacity: dict[str, dict[str, object]] = {}
-    found: dict[str, tuple[PassResult, dict[str, object]]] = {}
+    found: dict[tuple[str, str], tuple[PassResult, dict[str, object]]] = {}
+    described: dict[str, dict[str, object]] = {}
     peer: dict[str, object] | None = None
     with tempfile.TemporaryDirectory(prefix="echostream-bench-work-") as scratch:
         workdir = options.workdir or Path(scratch)
-        system = EchoStreamNative(workdir / "main", options.model, env=_threads(options))
         if "latency" in options.parts:
-            log("starting the system as make run does (infra/local/run.py)")
-            await system.start()
-            try:
-                found["main"] = await single_stream(system, stuff.main.name, stuff.main)
-                if stuff.longform is not None:
-                    found["longform"] = await single_stream(
-                        system, stuff.longform.name, stuff.longform
-                    )
-            finally:
-                await system.stop()
+            for engine in options.engines:
+                found.update(await latency_passes(options, stuff, workdir, engine))
+        for engine in options.engines:
+            described[engine] = EchoStreamNative(
+                workdir, options.model, engine=engine, env=_threads(options)
+            ).describe()
         ramps = [("capacity", 1), ("scaling", options.scaling_workers)]
         for part, workers in ramps:
             if part in options.parts and options.capacity_levels:
                 capacity[part] = await capacity_ramp(
                     options, stuff.capacity_talks, workdir, workers
                 )
-        offline: dict[str, OfflineResult] = {}
+        offline: dict[str, dict[str, OfflineResult]] = {}
         if found:
             sessions = [stuff.main] + ([stuff.longform] if stuff.longform is not None else [])
-            offline = await asyncio.to_thread(offline_limit, options, sessions, workdir)
+            for engine in options.engines:
+                offline[engine] = await asyncio.to_thread(
+                    offline_limit, options, sessions, workdir, engine
+                )
         if "peer" in options.parts:
             log(f"peer: WhisperLiveKit on the main session ({stuff.main.duration_s:.0f} s)")
             peer = await asyncio.to_thread(
@@ -485,21 +518,24 @@ async def run(options: Options) -> dict[str, object]:
             if peer.get("available"):  # read before the work directory goes
                 raw["peer"] = peer_words(Path(str(peer["raw_path"])))
                 peer["raw_path"] = "raw/peer.json"
-    offline_text = {name: r.text for name, r in offline.items()}
 
-    for key, (result, summary) in found.items():
+    for (engine, key), (result, summary) in found.items():
         (stream,) = result.streams
+        offline_text = {name: r.text for name, r in offline[engine].items()}
         scores = metrics.talk_scores(stream, offline_text)
+        summary["engine"] = engine
         summary["wer"] = metrics.wer_by_corpus(scores)
         summary["talks"] = [
             {k: v for k, v in asdict(s).items() if k not in ("reference", "streaming", "offline")}
             for s in scores
         ]
-        summary["cpu"] = cpu_comparison(result, scores, offline)
+        summary["cpu"] = cpu_comparison(result, scores, offline[engine])
         summary["peak_rss_mb"] = result.engine_peak_rss_mb
         summary["stability"] = stability.retraction(metrics.displayed_transcripts(stream))
-        passes[key] = summary
-        raw[key] = {
+        engines.setdefault(engine, {})[key] = summary
+        if engine == options.primary:
+            passes[key] = summary
+        raw[key if engine == options.primary else f"{engine}-{key}"] = {
             "statuses": result.statuses,
             "stream": raw_stream(stream),
             "transcripts": metrics.as_dicts(scores),
@@ -511,16 +547,23 @@ async def run(options: Options) -> dict[str, object]:
             "smoke": options.smoke,
             "split": stuff.split,
             "parts": sorted(options.parts),
+            "engines": list(options.engines),
             "bench_wall_s": time.monotonic() - started,
             "threads": options.threads,
             "source_sha256": source,
             "source_changed_during_run": machine.source_digest() != source,
         },
-        "system": system.describe(),
+        "system": described[options.primary],
+        "systems": described,
         "passes": passes,
+        "engines": engines,
         "capacity": capacity.get("capacity") and _without_raw(capacity["capacity"]),
         "scaling": capacity.get("scaling") and _without_raw(capacity["scaling"]),
-        "offline": {name: asdict(r) for name, r in offline.items()},
+        "offline": {name: asdict(r) for name, r in offline.get(options.primary, {}).items()},
+        "offline_by_engine": {
+            engine: {name: asdict(r) for name, r in found_offline.items()}
+            for engine, found_offline in offline.items()
+        },
         "peer": peer,
         "ingest": ingest_summary(options.out),
     }
@@ -528,6 +571,27 @@ async def run(options: Options) -> dict[str, object]:
         raw[part] = ramp["raw"]
     report.write(options.out, results, raw)
     return results
+
+
+async def latency_passes(
+    options: Options, stuff: Material, workdir: Path, engine: str
+) -> dict[tuple[str, str], tuple[PassResult, dict[str, object]]]:
+    """The main (and long-form) session through ``engine``'s worker, alone on the machine."""
+    system = EchoStreamNative(
+        workdir / f"main-{engine}", options.model, engine=engine, env=_threads(options)
+    )
+    found: dict[tuple[str, str], tuple[PassResult, dict[str, object]]] = {}
+    log(f"starting the system as make run --engines {engine} does (infra/local/run.py)")
+    await system.start()
+    try:
+        found[engine, "main"] = await single_stream(system, stuff.main.name, stuff.main)
+        if stuff.longform is not None:
+            found[engine, "longform"] = await single_stream(
+                system, stuff.longform.name, stuff.longform
+            )
+    finally:
+        await system.stop()
+    return found
 
 
 def _without_raw(ramp: dict[str, object]) -> dict[str, object]:
