@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
-from capture.auth import authorized, offered_subprotocols, presented_token
+from capture.auth import authorized, offered_subprotocols, presented_token, same_site_or_allowed
 
 
 def connection(headers: dict[str, str], query: str = "") -> HTTPConnection:
@@ -70,3 +70,20 @@ def test_no_token_is_found_where_none_was_presented(headers: dict[str, str]) -> 
 def test_subprotocols_are_listed_in_the_clients_order() -> None:
     conn = connection({"Sec-WebSocket-Protocol": " realtime ,openai-beta.realtime-v1,, x "})
     assert offered_subprotocols(conn) == ["realtime", "openai-beta.realtime-v1", "x"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed", "admitted"),
+    [
+        (None, (), True),
+        ("http://127.0.0.1:8000", (), True),
+        ("http://evil.example", (), False),
+        ("http://127.0.0.1:8001", (), False),
+        ("https://app.example", ("https://app.example",), True),
+    ],
+)
+def test_browser_pages_of_other_origins_are_refused(
+    origin: str | None, allowed: tuple[str, ...], admitted: bool
+) -> None:
+    headers = {"Host": "127.0.0.1:8000"} | ({"Origin": origin} if origin else {})
+    assert same_site_or_allowed(connection(headers), allowed) is admitted

@@ -225,3 +225,21 @@ async def test_a_session_stops_taking_audio_at_its_length_limit(
         assert error["code"] == "session_too_long"
         done = await client.finish()
     assert done["sources"]["default"]["end_sample"] == RATE
+
+
+async def test_a_page_of_another_origin_cannot_open_a_socket(start_capture: StartCapture) -> None:
+    capture = await start_capture(cors_origins=("https://app.example",))
+    for path in (
+        "/v1/stream",
+        "/ws/live-listener",
+        "/v1/realtime",
+        "/v1/listen?encoding=linear16&sample_rate=16000",
+    ):
+        async with connect(capture.ws + path, origin="http://evil.example") as ws:  # type: ignore[arg-type]
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, path
+    async with connect(capture.ws + "/v1/stream", origin="https://app.example") as ws:  # type: ignore[arg-type]
+        await ws.send(json.dumps({"type": "start"}))
+        assert json.loads(await ws.recv())["type"] == "ready"

@@ -48,6 +48,20 @@ def presented_token(conn: HTTPConnection) -> str | None:
     return None
 
 
+def same_site_or_allowed(conn: HTTPConnection, allowed: tuple[str, ...]) -> bool:
+    """Whether a browser page may open this socket: any page of capture's own origin, or one
+    of the configured CORS origins. Clients that are not browsers send no ``Origin``.
+
+    Without it, any web site the user visits could stream to (and read from) a capture that
+    runs without a token on loopback.
+    """
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True
+    _, _, authority = origin.partition("://")
+    return authority == conn.headers.get("host", "") or origin in allowed
+
+
 def authorized(conn: HTTPConnection, token: SecretStr | None) -> bool:
     """True when no token is configured or the client presented it (or a browser token minted
     with it that has not expired)."""

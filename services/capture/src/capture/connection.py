@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket
 
 from capture import metrics
 from capture.audio import AudioFormat, Normalizer
-from capture.auth import authorized, offered_subprotocols
+from capture.auth import authorized, offered_subprotocols, same_site_or_allowed
 from capture.hub import Hub
 from capture.ingest import Segmentation
 from capture.limits import max_session_samples
@@ -88,9 +88,10 @@ class SourceOutcome:
     failure: str | None = None
 
 
-Refusal = Literal["unauthorized", "capacity"]
+Refusal = Literal["unauthorized", "forbidden_origin", "capacity"]
 REFUSALS: dict[Refusal, tuple[str, int]] = {
     "unauthorized": ("missing or wrong token", 1008),
+    "forbidden_origin": ("a page of another origin may not open this socket", 1008),
     "capacity": ("server at capacity, try again later", 1013),
 }
 
@@ -105,6 +106,10 @@ async def admit(ws: WebSocket, connection: type[LiveConnection]) -> None:
     if not authorized(ws, hub.settings.token):
         metrics.PROTOCOL_ERRORS.labels(connection.protocol, "unauthorized").inc()
         await live.refuse("unauthorized")
+        return
+    if not same_site_or_allowed(ws, hub.settings.cors_origins):
+        metrics.PROTOCOL_ERRORS.labels(connection.protocol, "forbidden_origin").inc()
+        await live.refuse("forbidden_origin")
         return
     if not hub.connections.try_acquire():
         await live.refuse("capacity")
