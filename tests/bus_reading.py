@@ -16,20 +16,7 @@ async def read_transcripts(
     bus: Bus, engine: str, session_id: str, source: str = "mic", idle_s: float = 0.5
 ) -> list[m.BusMessage]:
     """Everything ``engine`` published for a source, in order, until ``idle_s`` brings nothing."""
-    subscription = await bus.js.subscribe(
-        t.transcript(engine, session_id, source),
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
-    )
-    found: list[m.BusMessage] = []
-    try:
-        while True:
-            msg = await subscription.next_msg(timeout=idle_s)
-            found.append(decode(msg.data, msg.subject))
-    except NatsTimeoutError:
-        return found
-    finally:
-        await subscription.unsubscribe()
+    return await read_subject(bus, t.transcript(engine, session_id, source), idle_s)
 
 
 async def wait_for_jobs_done(bus: Bus, timeout_s: float, poll_s: float = 0.1) -> None:
@@ -43,7 +30,8 @@ async def wait_for_jobs_done(bus: Bus, timeout_s: float, poll_s: float = 0.1) ->
 
 
 async def read_subject(bus: Bus, subject: str, idle_s: float = 0.5) -> list[m.BusMessage]:
-    """Every message stored on ``subject`` (wildcards allowed), oldest first."""
+    """Every message stored on ``subject`` (wildcards allowed), oldest first, until ``idle_s``
+    brings nothing."""
     subscription = await bus.js.subscribe(
         subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
     )
