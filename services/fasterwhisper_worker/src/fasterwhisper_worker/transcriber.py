@@ -46,7 +46,9 @@ MIN_WINDOW = 512  # below ~5 s of window tiny.en agrees much less with a full de
 WINDOW_STEP = 64
 PARTIAL_MARGIN_S = 1.28
 PARTIAL_TOKENS_PER_S = 5.0  # a cap on partial decodes, above fast speech (~4 tokens/s)
-FINAL_TOKENS_PER_S = 7.0
+FINAL_TOKENS_PER_S = 10.0  # timestamps and punctuation are tokens too
+MAX_WINDOWS = 3  # a clip is at most 28 s: one window, and a second for what Whisper left over
+MIN_REST_S = 1.0  # audio after the last word worth another window
 MAX_SAMPLED_TOKENS = 224  # Whisper samples at most half its 448-token context per window
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -154,40 +156,77 @@ class FasterWhisperTranscriber:
     def _decode(
         self, samples: npt.NDArray[np.float32], purpose: Purpose, prompt: str | None
     ) -> _Raw:
-        """Runs on an executor thread: one window, from the clip's start."""
+        """Runs on an executor thread: windows from the clip's start, each cut to what is left."""
         model, tokenizer = self._model, self._tokenizer
         wall0, cpu0 = time.perf_counter(), time.process_time()
         features = model.feature_extractor(samples)
-        content = min(features.shape[-1] - 1, FULL_WINDOW)  # a longer clip is cut at 30 s
+        content = features.shape[-1] - 1
         margin = self._margin_s(purpose)
-        window = FULL_WINDOW if margin is None else encoder_window(content / FRAMES_PER_S, margin)
-        # zero features beyond the clip, as faster-whisper pads (silent audio measured worse)
-        encoded = model.encode(pad_or_trim(features[:, :content], window))
-        options = replace(
-            self._options[purpose], max_new_tokens=_max_tokens(purpose, content / FRAMES_PER_S)
-        )
         previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+        words: list[DecodedWord] = []
+        windows: list[int] = []
+        seek = 0
+        while seek < content and len(windows) < MAX_WINDOWS:
+            size = min(FULL_WINDOW, content - seek)
+            window = FULL_WINDOW if margin is None else encoder_window(size / FRAMES_PER_S, margin)
+            windows.append(window)
+            decoded, tokens, finished = self._window(
+                features, seek, size, window, purpose, previous
+            )
+            # a word at the seam may be heard by both windows
+            drop = guards.boundary_overlap([w.text for w in words], [w.text for w in decoded])
+            words += decoded[drop:]
+            rest = samples[round(words[-1].end_s * SAMPLE_RATE) :] if decoded else samples[:0]
+            if finished or not decoded or len(rest) < SAMPLE_RATE * MIN_REST_S:
+                break
+            if guards.peak_frame_dbfs(rest) < self.config.guards.silence_dbfs:
+                break
+            # Whisper stopped before the clip's end, leaving the rest to a next window
+            seek, previous = round(words[-1].end_s * FRAMES_PER_S), previous + tokens
+        confidence = float(np.mean([w.probability for w in words])) if words else None
+        cpu_s = time.process_time() - cpu0
+        return _Raw(tuple(words), confidence, time.perf_counter() - wall0, cpu_s, windows[0])
+
+    def _window(
+        self,
+        features: npt.NDArray[np.float32],
+        seek: int,
+        size: int,
+        window: int,
+        purpose: Purpose,
+        previous: list[int],
+    ) -> tuple[list[DecodedWord], list[int], bool]:
+        """One window's words (seconds from the clip's start), its text tokens, and whether
+        Whisper said the window's speech is complete (a lone timestamp at the end)."""
+        model, tokenizer = self._model, self._tokenizer
+        encoded = model.encode(pad_or_trim(features[:, seek : seek + size], window))
+        options = replace(
+            self._options[purpose], max_new_tokens=_max_tokens(purpose, size / FRAMES_PER_S)
+        )
         result, avg_logprob, _, _ = model.generate_with_fallback(
             encoded, model.get_prompt(tokenizer, previous), tokenizer, options
         )
-        words: tuple[DecodedWord, ...] = ()
         tokens = list(result.sequences_ids[0])
-        speech = not _no_speech(result.no_speech_prob, avg_logprob, options)
-        if speech and any(token < tokenizer.eot for token in tokens):
-            segment = {"seek": 0, "start": 0.0, "end": content / FRAMES_PER_S, "tokens": tokens}
-            model.add_word_timestamps(
-                [[segment]],
-                tokenizer,
-                encoded,
-                content,
-                options.prepend_punctuations,
-                options.append_punctuations,
-                last_speech_timestamp=0.0,
-            )
-            words = tuple(_words(segment.get("words", [])))
-        confidence = float(np.mean([w.probability for w in words])) if words else None
-        cpu_s = time.process_time() - cpu0
-        return _Raw(words, confidence, time.perf_counter() - wall0, cpu_s, window)
+        text = [token for token in tokens if token < tokenizer.eot]
+        if _no_speech(result.no_speech_prob, avg_logprob, options) or not text:
+            return [], [], True
+        segment: dict[str, Any] = {
+            "seek": seek,
+            "start": seek / FRAMES_PER_S,
+            "end": (seek + size) / FRAMES_PER_S,
+            "tokens": tokens,
+        }
+        model.add_word_timestamps(
+            [[segment]],
+            tokenizer,
+            encoded,
+            size,
+            options.prepend_punctuations,
+            options.append_punctuations,
+            last_speech_timestamp=seek / FRAMES_PER_S,
+        )
+        finished = len(tokens) >= 2 and tokens[-2] < tokenizer.timestamp_begin <= tokens[-1]
+        return _words(segment.get("words", [])), text, finished
 
 
 @dataclass(frozen=True, slots=True)
