@@ -1,6 +1,6 @@
 """The contract between a scenario and a system under test, and process accounting from /proc.
 
-A system (the EchoStream whisper worker here; a peer such as WhisperLiveKit in issue #8) takes a
+A system (EchoStream with one engine's workers here; a peer such as WhisperLiveKit) takes a
 set of streams, plays each at real time with its speech boundaries, and returns for each the
 transcript events it emitted (partials and finals, wall-clock emission times) and the wall-clock
 capture time of its audio (``Clock``). Every metric is computed from those alone, the same way

@@ -170,9 +170,9 @@ class FasterWhisperTranscriber:
             size = min(FULL_WINDOW, content - seek)
             window = FULL_WINDOW if margin is None else encoder_window(size / FRAMES_PER_S, margin)
             windows.append(window)
-            decoded, tokens, finished = self._window(
-                features, seek, size, window, purpose, previous
-            )
+            decoded, finished = self._window(features, seek, size, window, purpose, previous)
+            if words and _heard_already(words, decoded):
+                break  # the rest was breath or noise, and Whisper repeated the window before it
             # a word at the seam may be heard by both windows
             drop = guards.boundary_overlap([w.text for w in words], [w.text for w in decoded])
             words += decoded[drop:]
@@ -181,8 +181,9 @@ class FasterWhisperTranscriber:
                 break
             if guards.peak_frame_dbfs(rest) < self.config.guards.silence_dbfs:
                 break
-            # Whisper stopped before the clip's end, leaving the rest to a next window
-            seek, previous = round(words[-1].end_s * FRAMES_PER_S), previous + tokens
+            # Whisper stopped before the clip's end, leaving the rest to a next window, which is
+            # not conditioned on the text before it (Whisper copies a prompt onto noise)
+            seek, previous = round(words[-1].end_s * FRAMES_PER_S), []
         confidence = float(np.mean([w.probability for w in words])) if words else None
         cpu_s = time.process_time() - cpu0
         return _Raw(tuple(words), confidence, time.perf_counter() - wall0, cpu_s, windows[0])
@@ -195,9 +196,9 @@ class FasterWhisperTranscriber:
         window: int,
         purpose: Purpose,
         previous: list[int],
-    ) -> tuple[list[DecodedWord], list[int], bool]:
-        """One window's words (seconds from the clip's start), its text tokens, and whether
-        Whisper said the window's speech is complete (a lone timestamp at the end)."""
+    ) -> tuple[list[DecodedWord], bool]:
+        """One window's words (seconds from the clip's start), and whether Whisper said the
+        window's speech is complete (a lone timestamp at the end)."""
         model, tokenizer = self._model, self._tokenizer
         encoded = model.encode(pad_or_trim(features[:, seek : seek + size], window))
         options = replace(
@@ -209,7 +210,7 @@ class FasterWhisperTranscriber:
         tokens = list(result.sequences_ids[0])
         text = [token for token in tokens if token < tokenizer.eot]
         if _no_speech(result.no_speech_prob, avg_logprob, options) or not text:
-            return [], [], True
+            return [], True
         segment: dict[str, Any] = {
             "seek": seek,
             "start": seek / FRAMES_PER_S,
@@ -226,7 +227,7 @@ class FasterWhisperTranscriber:
             last_speech_timestamp=seek / FRAMES_PER_S,
         )
         finished = len(tokens) >= 2 and tokens[-2] < tokenizer.timestamp_begin <= tokens[-1]
-        return _words(segment.get("words", [])), text, finished
+        return _words(segment.get("words", [])), finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +277,13 @@ def _max_tokens(purpose: Purpose, audio_s: float) -> int:
     """A cap on tokens per decoding pass, so a loop (and each fallback retrying it) ends early."""
     rate, extra = (PARTIAL_TOKENS_PER_S, 10) if purpose == "partial" else (FINAL_TOKENS_PER_S, 20)
     return min(MAX_SAMPLED_TOKENS, math.ceil(rate * audio_s) + extra)
+
+
+def _heard_already(before: list[DecodedWord], window: list[DecodedWord]) -> bool:
+    """A follow-up window whose whole text repeats the words decoded before it."""
+    said = guards.norm_text(" ".join(w.text for w in before))
+    again = guards.norm_text(" ".join(w.text for w in window))
+    return bool(again) and f" {again} " in f" {said} "
 
 
 def _no_speech(no_speech_prob: float, avg_logprob: float, options: TranscriptionOptions) -> bool:
