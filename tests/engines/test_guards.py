@@ -148,3 +148,27 @@ def test_overlap_is_bounded() -> None:
     tail, head = ["x", "a", "b", "c", "d"], ["a", "b", "c", "d", "y"]
     assert guards.boundary_overlap(tail, head) == 4
     assert guards.boundary_overlap(tail, head, max_words=3) == 0
+
+
+def test_a_sentence_said_again_and_a_loop_cut_off_mid_phrase_are_dropped() -> None:
+    sentence = [
+        "Yet",
+        "these",
+        "thoughts",
+        "affected",
+        "Hester",
+        "print",
+        "less",
+        "with",
+        "hope",
+        "than",
+        "apprehension.",
+    ]
+    words = [*sentence, *sentence, *sentence[:4]]
+    assert pick(words, guards.repetition_keep(words)) == sentence
+
+
+def test_a_phrase_that_merely_starts_like_the_last_one_is_kept() -> None:
+    words = ["we", "went", "home", "and", "we", "went", "home", "and", "then", "we", "went", "out"]
+    kept = pick(words, guards.repetition_keep(words))
+    assert kept == ["we", "went", "home", "and", "then", "we", "went", "out"]

@@ -64,7 +64,7 @@ class GuardConfig:
     min_confidence: float = 0.6  # a known phrase decoded less surely than this is a hallucination
     max_repeats: int = 3  # an n-gram repeated more often than this in a row is a loop...
     phrase_words: int = 4  # ...and a phrase this long is one as soon as it comes twice
-    max_ngram: int = 8
+    max_ngram: int = 16  # a whole sentence said again is a loop too
 
 
 def norm_word(word: str) -> str:
@@ -161,6 +161,14 @@ def repetition_keep(words: Sequence[str], config: GuardConfig = GuardConfig()) -
             n, count = loop
             keep.extend(range(i, i + n))
             i += n * count
+            # a loop that the token cap cut off mid-phrase leaves the phrase's head behind it
+            head = 0
+            while (
+                head < n - 1 and i + head < len(normed) and normed[i + head] == normed[i - n + head]
+            ):
+                head += 1
+            if head >= min(config.phrase_words, n - 1) and i + head == len(normed):
+                i += head
     return keep
 
 
