@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
+"""The version every message carries; a reader refuses any other."""
 SAMPLE_RATE = 16_000
 """The bus carries 16 kHz mono PCM16 little-endian audio, nothing else."""
 
@@ -30,7 +31,7 @@ class Message(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1] = SCHEMA_VERSION
 
 
 class SessionOpened(Message):
@@ -316,3 +317,4 @@ BusMessage = Annotated[
 """Any bus message, told apart by its ``type`` tag."""
 
 BUS_MESSAGE_ADAPTER: TypeAdapter[BusMessage] = TypeAdapter(BusMessage)
+"""Validates a decoded map (the codec unpacks msgpack first) as whichever message its tag names."""
