@@ -8,14 +8,12 @@ capture's speech boundaries, so the two transcripts line up segment by segment.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -157,29 +155,6 @@ def workers(
     voxtral.kill()
 
 
-async def wait_complete(aggregator: AggregatorProcess, timeout_s: float) -> dict[str, Any]:
-    """The session once it is closed and both engines transcribed its source."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = await aggregator.get(f"/v1/sessions/{SESSION}")
-        if response.status_code == 200 and response.json()["complete"]:
-            body: dict[str, Any] = response.json()
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not complete: {response.text}\n{aggregator.log()[-3000:]}")
-        await asyncio.sleep(0.2)
-
-
-async def engine_view(aggregator: AggregatorProcess, engine: str) -> dict[str, Any]:
-    response = await aggregator.get(f"/v1/sessions/{SESSION}", engine=engine)
-    response.raise_for_status()
-    view: dict[str, Any] = response.json()
-    assert view["engine"] == engine, f"asked for {engine}, got {view['engine']}"
-    assert all(segment["engine"] == engine for segment in view["transcript"])
-    assert view["segments"] == len(view["transcript"])
-    return view
-
-
 @pytest.mark.slow
 async def test_a_session_transcribed_by_both_engines_shows_both_transcripts_side_by_side(
     bus: Bus,
@@ -194,13 +169,13 @@ async def test_a_session_transcribed_by_both_engines_shows_both_transcripts_side
     await stream_source(bus, SESSION, SOURCE, talk, engines=ENGINES, speed=2.0)
     closed = m.SessionClosed(session_id=SESSION, closed_at=time.time())
     await bus.publish(t.session_events(SESSION), closed)
-    session = await wait_complete(aggregator, timeout_s=30)
+    session = await aggregator.wait_complete(SESSION, timeout_s=30)
 
     assert sorted(session["engines"]) == sorted(ENGINES)
     (source,) = session["source_details"]
     assert sorted(source["transcribed_by"]) == sorted(ENGINES)
-    whisper = await engine_view(aggregator, "whisper")
-    voxtral = await engine_view(aggregator, "voxtral")
+    whisper = await aggregator.engine_view(SESSION, "whisper")
+    voxtral = await aggregator.engine_view(SESSION, "voxtral")
 
     whisper_texts = [segment["text"] for segment in whisper["transcript"]]
     voxtral_texts = [segment["text"] for segment in voxtral["transcript"]]

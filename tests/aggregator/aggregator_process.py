@@ -70,15 +70,27 @@ class AggregatorProcess:
         body: dict[str, Any] = response.json()
         return body
 
-    async def wait_complete(self, session_id: str, timeout_s: float = 30.0) -> None:
+    async def wait_complete(self, session_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The session once it is closed and every engine transcribed every source."""
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
-            session = await self.session(session_id)
-            if session is not None and session["complete"]:
-                return
+            response = await self.get(f"/v1/sessions/{session_id}")
+            if response.status_code == 200 and response.json()["complete"]:
+                body: dict[str, Any] = response.json()
+                return body
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{session_id} not complete: {session}\n{self.log()}")
+                raise AssertionError(f"{session_id} not complete: {response.text}\n{self.log()}")
             await asyncio.sleep(0.1)
+
+    async def engine_view(self, session_id: str, engine: str) -> dict[str, Any]:
+        """The session as ``engine`` transcribed it, checked to hold that engine's text only."""
+        response = await self.get(f"/v1/sessions/{session_id}", engine=engine)
+        response.raise_for_status()
+        view: dict[str, Any] = response.json()
+        assert view["engine"] == engine, f"asked for {engine}, got {view['engine']}"
+        assert all(segment["engine"] == engine for segment in view["transcript"])
+        assert view["segments"] == len(view["transcript"])
+        return view
 
     def kill(self) -> None:
         """SIGKILL, if it still runs."""

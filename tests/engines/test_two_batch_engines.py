@@ -4,12 +4,10 @@ segmented policy, so their segments are the same samples, not merely close ones)
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from capture_audio import packaged
@@ -56,28 +54,6 @@ def workers(nats_server: NatsServer, tmp_path: Path) -> Iterator[list[WorkerProc
         worker.kill()
 
 
-async def wait_complete(aggregator: AggregatorProcess, timeout_s: float) -> dict[str, Any]:
-    """The session once it is closed and every engine transcribed its source."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        response = await aggregator.get(f"/v1/sessions/{SESSION}")
-        if response.status_code == 200 and response.json()["complete"]:
-            body: dict[str, Any] = response.json()
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not complete: {response.text}\n{aggregator.log()[-3000:]}")
-        await asyncio.sleep(0.2)
-
-
-async def engine_view(aggregator: AggregatorProcess, engine: str) -> dict[str, Any]:
-    response = await aggregator.get(f"/v1/sessions/{SESSION}", engine=engine)
-    response.raise_for_status()
-    view: dict[str, Any] = response.json()
-    assert view["engine"] == engine
-    assert all(segment["engine"] == engine for segment in view["transcript"])
-    return view
-
-
 async def test_whisper_cpp_and_faster_whisper_store_one_session_on_the_same_boundaries(
     bus: Bus, aggregator: AggregatorProcess, workers: list[WorkerProcess]
 ) -> None:
@@ -91,12 +67,12 @@ async def test_whisper_cpp_and_faster_whisper_store_one_session_on_the_same_boun
     await bus.publish(
         t.session_events(SESSION), m.SessionClosed(session_id=SESSION, closed_at=time.time())
     )
-    session = await wait_complete(aggregator, timeout_s=90)
+    session = await aggregator.wait_complete(SESSION, timeout_s=90)
 
     assert sorted(session["engines"]) == sorted(ENGINES)
     (source,) = session["source_details"]
     assert sorted(source["transcribed_by"]) == sorted(ENGINES)
-    views = {engine: await engine_view(aggregator, engine) for engine in ENGINES}
+    views = {engine: await aggregator.engine_view(SESSION, engine) for engine in ENGINES}
     for engine, view in views.items():
         text = " ".join(segment["text"] for segment in view["transcript"])
         assert wer(reference, text) <= 0.2, (engine, text)
