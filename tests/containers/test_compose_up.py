@@ -107,13 +107,15 @@ async def echopanel_session(project: ComposeProject, speech: Speech) -> str:
 
 
 def holder(project: ComposeProject, session_id: str) -> str | None:
-    """The worker container that started this session's job last."""
-    found = None
-    for row in project.containers("whisper-worker"):
-        for event in project.logs(str(row["Name"])):
-            if event.get("event") == "job.started" and event.get("session_id") == session_id:
-                found = str(row["Name"])
-    return found
+    """The worker container that started this session's job last (by log time: containers are
+    listed by name, so a later start in an earlier-named container must not lose to the order)."""
+    starts = [
+        (str(event.get("timestamp", "")), str(row["Name"]))
+        for row in project.containers("whisper-worker")
+        for event in project.logs(str(row["Name"]))
+        if event.get("event") == "job.started" and event.get("session_id") == session_id
+    ]
+    return max(starts)[1] if starts else None
 
 
 async def wait_for_holder(project: ComposeProject, session_id: str, timeout_s: float = 30) -> str:
