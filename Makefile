@@ -37,10 +37,10 @@ browser: ## Debian's Chromium for tests/browser (as root with apt-get; otherwise
 models: $(VENV)/.synced ## provision the whisper.cpp model offline (MODEL=tiny.en|base)
 	$(BIN)/python -m whisper_worker.provision --model $(MODEL)
 
-lint: $(VENV)/.synced ## ruff on everything, mypy --strict on shared/ and the services
+lint: $(VENV)/.synced ## ruff on everything, mypy --strict on shared/, the services and the bench
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared/src services/whisper_worker/src services/fasterwhisper_worker/src services/capture/src services/aggregator/src services/voxtral_worker/src infra/local infra/config_reference.py
+	$(BIN)/mypy shared/src services/whisper_worker/src services/fasterwhisper_worker/src services/capture/src services/aggregator/src services/voxtral_worker/src infra/local infra/config_reference.py bench
 
 test: install lint ## what CI runs: lint, the whole test suite, then compose-test where Docker runs
 	$(BIN)/pytest --ignore=tests/containers
@@ -65,7 +65,7 @@ compose-test: $(VENV)/.synced ## docker compose build/up for real, speech throug
 config-reference: $(VENV)/.synced ## rewrite the configuration reference of docs/operations.md from the settings classes
 	$(BIN)/python infra/config_reference.py --write docs/operations.md
 
-BENCH := PYTHONPATH=tests $(BIN)/python -m bench
+BENCH := PYTHONPATH=tests:. $(BIN)/python -m bench
 
 bench: install bench-ingest ## every benchmark, the peer beside us, one report: docs/bench/REPORT.md (~45 min)
 	-$(MAKE) --no-print-directory peer-install

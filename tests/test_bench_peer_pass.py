@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from peer.paths import PeerUnavailable
+
 from bench import peer_pass
 from bench.audio import RATE, Session, Talk, Utterance, session
 from bench.report_peer import HEADING, peer_section, ratio
-from peer.paths import PeerUnavailable
 
 
 def _session() -> Session:

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bench import metrics
-from bench.audio import Talk, Utterance, audioeval_samples, session
-from bench.system import Clock, Emission, StreamResult, StreamSpec, TimedWord
 from speech_corpus import corpus_dir
 from worker_process import require_model
 
-TESTS = Path(__file__).resolve().parent
+from bench import metrics
+from bench.audio import Talk, Utterance, audioeval_samples, session
+from bench.paths import REPO, bench_pythonpath
+from bench.system import Clock, Emission, StreamResult, StreamSpec, TimedWord
 
 
 def _positive(value: Any, what: str) -> None:
@@ -45,14 +45,9 @@ def test_smoke_bench_writes_a_sane_report(tmp_path: Path) -> None:
     if not has_corpus and importlib.util.find_spec("pytest_audioeval") is None:
         pytest.skip("neither the speech corpus nor pytest-audioeval's samples are available")
     out = tmp_path / "report"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = {**os.environ, "PYTHONPATH": bench_pythonpath()}
     command = [sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--model", str(model)]
-    done = subprocess.run(
-        command, env=env, cwd=TESTS.parent, capture_output=True, text=True, timeout=840
-    )
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=840)
     assert done.returncode == 0, done.stderr[-4000:]
 
     report = (out / "REPORT.md").read_text(encoding="utf-8")

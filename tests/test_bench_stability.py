@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from bench.stability import change, retraction, shared_head, text_change, words
 from hypothesis import given, strategies as st
+
+from bench.stability import change, retraction, shared_head, text_change, words
 
 
 def test_pure_growth_retracts_nothing() -> None:

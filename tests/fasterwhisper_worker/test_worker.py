@@ -14,12 +14,12 @@ from pathlib import Path
 
 import bus_reading
 import pytest
-from bench.worker_metrics import worker_counters
 from capture_sim import conversation, stream_source
 from nats_server import NatsServer, free_port
 from speech_corpus import item, normalize, read_wav
 from worker_process import WorkerProcess, require_ct2_model
 
+from bench.worker_metrics import worker_counters
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 

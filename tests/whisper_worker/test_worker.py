@@ -12,7 +12,6 @@ import bus_reading
 import numpy as np
 import numpy.typing as npt
 import pytest
-from bench.worker_metrics import worker_counters
 from capture_sim import Conversation, conversation, stream_source
 from nats.aio.msg import Msg
 from nats_server import NatsServer, free_port
@@ -20,6 +19,7 @@ from speech_corpus import item, normalize, read_wav, wer
 from waiting import wait_until
 from worker_process import MODEL, WorkerProcess, require_model
 
+from bench.worker_metrics import worker_counters
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 from echostream_shared.codec import decode_as

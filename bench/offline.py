@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-TESTS = Path(__file__).resolve().parents[1]
+from bench.paths import bench_pythonpath
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def decode_offline(
     np.savez(clips, *audio.values())  # stored as arr_0, arr_1, ...
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": bench_pythonpath(),
     }
     command = [sys.executable, "-m", "bench.offline", "--model", str(model)]
     command += ["--threads", str(threads), "--clips", str(clips), "--out", str(out)]

@@ -32,6 +32,7 @@ from nats_server import free_port
 from websockets.asyncio.client import connect
 
 from bench.audio import RATE
+from bench.paths import REPO
 from bench.system import (
     Clock,
     Emission,
@@ -47,7 +48,6 @@ from bench.worker_metrics import worker_counters
 from echostream_shared import messages as m, topology as t
 from echostream_shared.codec import DecodeError, decode_as
 
-REPO = Path(__file__).resolve().parents[2]
 RUN_SCRIPT = REPO / "infra" / "local" / "run.py"
 FRAME_S = 0.1
 FRAME = int(RATE * FRAME_S)

@@ -10,7 +10,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from bench.paths import REPO
 
 
 def cpu_model() -> str:

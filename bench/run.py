@@ -511,13 +511,14 @@ async def run(options: Options) -> dict[str, object]:
                 )
         if "peer" in options.parts:
             log(f"peer: WhisperLiveKit on the main session ({stuff.main.duration_s:.0f} s)")
-            peer = await asyncio.to_thread(
+            measured = await asyncio.to_thread(
                 run_peer_session, stuff.main, workdir / "peer", options.threads
             )
-            log(f"peer: {'measured' if peer.get('available') else peer.get('reason')}")
-            if peer.get("available"):  # read before the work directory goes
-                raw["peer"] = peer_words(Path(str(peer["raw_path"])))
-                peer["raw_path"] = "raw/peer.json"
+            log(f"peer: {'measured' if measured.get('available') else measured.get('reason')}")
+            if measured.get("available"):  # read before the work directory goes
+                raw["peer"] = peer_words(Path(str(measured["raw_path"])))
+                measured["raw_path"] = "raw/peer.json"
+            peer = measured
 
     for (engine, key), (result, summary) in found.items():
         (stream,) = result.streams
@@ -543,7 +544,7 @@ async def run(options: Options) -> dict[str, object]:
     results: dict[str, object] = {
         "meta": {
             **machine.describe(options.model),
-            "command": "PYTHONPATH=tests .venv/bin/python -m bench " + shlex.join(sys.argv[1:]),
+            "command": "PYTHONPATH=tests:. .venv/bin/python -m bench " + shlex.join(sys.argv[1:]),
             "smoke": options.smoke,
             "split": stuff.split,
             "parts": sorted(options.parts),

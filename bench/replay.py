@@ -1,6 +1,6 @@
 """A fast dev-split harness: the worker's streaming policy replayed on a virtual clock.
 
-``PYTHONPATH=tests .venv/bin/python -m bench.replay --split dev --limit 4 [--engine fasterwhisper]``
+``PYTHONPATH=tests:. .venv/bin/python -m bench.replay --split dev --limit 4 [--engine fasterwhisper]``
 
 Feeds a session to the worker's own ``SegmentedStream`` (its policy and transcriber from the same
 ``ECHOSTREAM_WHISPER_*`` or ``ECHOSTREAM_FASTERWHISPER_*`` settings) in the order ``capture_sim`` publishes it: 100 ms chunks

@@ -1,6 +1,6 @@
 """``make bench``: latency, accuracy, CPU, stability and capacity of the whole system, beside a peer.
 
-Run it as ``PYTHONPATH=tests python -m bench --out docs/bench`` (``--smoke`` for a short check).
+Run it as ``PYTHONPATH=tests:. python -m bench --out docs/bench`` (``--smoke`` for a short check).
 The modules are named so that pytest does not collect them; the smoke test is
 ``tests/test_bench_smoke.py``.
 
