@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 from echostream_shared.jobs import source_job
+from echostream_shared.jobs.load import PartialTally
 from echostream_shared.jobs.metrics import JobMetrics, job_metrics
 from echostream_shared.jobs.stream import EngineStream, HandBack, JobFailed, TranscriptSink
 from echostream_shared.jobs.updates import FinalUpdate, ResumePoint
@@ -45,6 +46,9 @@ class FailingEngine:
 
     def capacity(self) -> int:
         return 2
+
+    def partial_tally(self) -> PartialTally:
+        return PartialTally()
 
     def condition(self) -> tuple[m.WorkerState, str]:
         return "ok", ""

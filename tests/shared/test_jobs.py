@@ -20,6 +20,7 @@ from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 from echostream_shared.codec import decode, decode_as
 from echostream_shared.jobs.checkpoints import Checkpoint, CheckpointError, CheckpointStore
+from echostream_shared.jobs.load import PartialTally
 from echostream_shared.jobs.metrics import job_metrics
 from echostream_shared.jobs.publisher import TranscriptPublisher
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
@@ -47,6 +48,9 @@ class SegmentEngine:
 
     def capacity(self) -> int:
         return 2
+
+    def partial_tally(self) -> PartialTally:
+        return PartialTally()
 
     def condition(self) -> tuple[m.WorkerState, str]:
         return "ok", ""

@@ -95,13 +95,29 @@ class WorkerSettings(ServiceSettings):
     """Settings every engine worker has; a worker subclasses it with its own ``env_prefix``."""
 
     max_streams: int = Field(
-        default=4, ge=1, le=256, description="streams taken before pulling no more jobs"
+        default=64,
+        ge=1,
+        le=256,
+        description="most streams held at once, a safety cap: below it the worker takes jobs while "
+        "its measured lag and CPU leave room for one more",
     )
     degrade_lag_s: float = Field(
         default=2.0,
         gt=0,
-        description="above this lag the worker reports degraded and takes no jobs; batch engines "
-        "stop partials at half of it",
+        description="above this lag the worker reports degraded; it takes no jobs above half of it, "
+        "where batch engines stop partials",
+    )
+    admit_cpu_share: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description="share of the usable cores the worker's CPU may reach with one more stream "
+        "(each stream costing the CPU-s per audio-s measured over the last seconds)",
+    )
+    admit_settle_s: float = Field(
+        default=1.5,
+        ge=0,
+        description="pause after taking a job before the next, so the new stream's load shows",
     )
     source_idle_timeout_s: float = Field(
         default=300.0, gt=0, description="a source with no audio this long is treated as closed"
@@ -119,6 +135,8 @@ class WorkerSettings(ServiceSettings):
             worker_id=self.worker_id,
             status_interval_s=self.status_interval_s,
             degrade_lag_s=self.degrade_lag_s,
+            admit_cpu_share=self.admit_cpu_share,
+            admit_settle_s=self.admit_settle_s,
             source_idle_timeout_s=self.source_idle_timeout_s,
             limits=self.topology_limits(),
         )

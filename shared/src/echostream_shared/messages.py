@@ -197,7 +197,15 @@ class SourceTranscribed(Message):
 
 
 class WorkerStatus(Message):
-    """Periodic health and load report of one engine worker."""
+    """Periodic health and load report of one engine worker.
+
+    ``capacity`` is the most streams the worker may hold (a safety cap); how many it takes
+    follows its measured load: ``admitting`` says whether it takes another job now, and
+    ``detail`` why not. ``shedding`` is set while it skips partials because its streams are
+    behind real time (finals are never skipped); ``partials_shed`` counts those skips since it
+    started and ``partial_shed_share`` is their share of the moments a partial was due over the
+    last ``load_window_s``.
+    """
 
     type: Literal["worker.status"] = "worker.status"
     worker_id: Token
@@ -207,6 +215,13 @@ class WorkerStatus(Message):
     capacity: Annotated[int, Field(ge=0)]
     max_lag_s: Seconds = 0.0
     real_time_factor: Seconds = 0.0
+    admitting: bool = True
+    shedding: bool = False
+    partials_shed: Annotated[int, Field(ge=0)] = 0
+    partial_shed_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    cpu_cores: Seconds = Field(default=0.0, description="cores the process kept busy")
+    cpu_cores_usable: Seconds = 0.0
+    load_window_s: Seconds = 0.0
     detail: str = Field(default="", max_length=500)
     reported_at: Seconds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from echostream_shared import messages as m
+from echostream_shared.jobs.load import PartialTally
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
 from echostream_shared.jobs.updates import ResumePoint
 from voxtral_worker.config import VoxtralWorkerSettings
@@ -49,6 +50,10 @@ class VoxtralEngine:
 
     def condition(self) -> tuple[m.WorkerState, str]:
         return self._pool.condition()
+
+    def partial_tally(self) -> PartialTally:
+        """vLLM streams every token: there are no partial decodes to shed."""
+        return PartialTally()
 
     async def start(self) -> None:
         """Nothing to load: each stream connects when it starts."""

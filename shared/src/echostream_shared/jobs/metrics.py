@@ -18,6 +18,10 @@ class JobMetrics:
     real_time_factor: Gauge
     max_lag: Gauge
     active_streams: Gauge
+    admitting: Gauge
+    shedding: Gauge
+    partials_shed: Counter
+    cpu_cores: Gauge
     jobs: Counter
     transcripts: Counter
     keep_alive_failures: Counter
@@ -51,6 +55,27 @@ def job_metrics(engine: str, registry: CollectorRegistry = REGISTRY) -> JobMetri
         ),
         active_streams=Gauge(
             f"{prefix}_active_streams", "Streams this worker holds", registry=registry
+        ),
+        admitting=Gauge(
+            f"{prefix}_admitting",
+            "1 while the worker takes another job (its measured load leaves room for one)",
+            registry=registry,
+        ),
+        shedding=Gauge(
+            f"{prefix}_shedding",
+            "1 while partials are skipped because streams are behind real time",
+            registry=registry,
+        ),
+        partials_shed=Counter(
+            f"{prefix}_partials_shed_total",
+            "Moments a partial was due and not decoded: the stream lagged, or its CPU budget was spent",
+            ["reason"],
+            registry=registry,
+        ),
+        cpu_cores=Gauge(
+            f"{prefix}_cpu_cores",
+            "Cores the worker process kept busy over the recent load window",
+            registry=registry,
         ),
         jobs=Counter(f"{prefix}_jobs_total", "Jobs by outcome", ["outcome"], registry=registry),
         transcripts=Counter(

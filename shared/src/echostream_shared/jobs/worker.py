@@ -1,4 +1,5 @@
-"""The job loop of an engine worker: take jobs while there is capacity, run them, report status."""
+"""The job loop of an engine worker: take jobs while the measured load leaves room, run them,
+report status."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from nats.errors import Error as NatsError
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus, report_malformed
 from echostream_shared.codec import DecodeError, decode_as
+from echostream_shared.jobs.admission import Admission, AdmissionOptions, Decision
 from echostream_shared.jobs.checkpoints import CheckpointStore
+from echostream_shared.jobs.load import LoadMeter, PartialTally, usable_cores
 from echostream_shared.jobs.metrics import JobMetrics
 from echostream_shared.jobs.source_job import Outcome, SourceJob
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
@@ -39,7 +42,11 @@ class Engine(Protocol):
         ...
 
     def capacity(self) -> int:
-        """Streams this worker may hold at once."""
+        """Most streams this worker may hold at once; below it, admission follows measured load."""
+        ...
+
+    def partial_tally(self) -> PartialTally:
+        """Partials decoded and shed by every stream since the engine started."""
         ...
 
     def condition(self) -> tuple[m.WorkerState, str]:
@@ -60,13 +67,19 @@ class WorkerOptions:
     worker_id: str
     status_interval_s: float = 5.0
     degrade_lag_s: float = 2.0
+    """Above this lag the worker reports degraded; it stops admitting at half of it, where batch
+    engines start shedding partials."""
+    admit_cpu_share: float = 0.75
+    admit_settle_s: float = 1.5
+    load_window_s: float = 10.0
     source_idle_timeout_s: float = 300.0
     limits: TopologyLimits = field(default_factory=TopologyLimits)
     """The work-queue consumer the worker creates (ack wait, redeliveries, replicas)."""
 
 
 class JobWorker:
-    """A ``Service`` that pulls an engine's jobs, one per free stream slot."""
+    """A ``Service`` that pulls an engine's jobs while its measured load leaves room (see
+    ``admission``), up to the engine's stream cap."""
 
     def __init__(self, engine: Engine, options: WorkerOptions, metrics: JobMetrics) -> None:
         self.name = f"{engine.name}-worker"
@@ -77,6 +90,19 @@ class JobWorker:
         self._state: m.WorkerState = "ok"
         self._detail = ""
         self._ack_wait_s = options.limits.job_ack_wait_s
+        self._meter = LoadMeter(options.load_window_s)
+        self._admission = Admission(
+            AdmissionOptions(
+                admit_lag_s=options.degrade_lag_s / 2,
+                cpu_share=options.admit_cpu_share,
+                settle_s=options.admit_settle_s,
+                young_s=options.load_window_s,
+            ),
+            usable_cores(),
+        )
+        self._decision = Decision(True)
+        self._audio_done_s = 0.0
+        self._partials_counted = PartialTally()
 
     @property
     def state(self) -> m.WorkerState:
@@ -90,6 +116,9 @@ class JobWorker:
             "active_streams": len(self._jobs),
             "capacity": self._engine.capacity(),
             "max_lag_s": round(self._max_lag(), 3),
+            "admitting": self._decision.admit,
+            "shedding": self._shedding(),
+            "cpu_cores": round(self._meter.cpu_rate(), 3),
             "detail": self._detail,
         }
 
@@ -130,6 +159,7 @@ class JobWorker:
                 continue
             for msg in msgs:
                 await self._start(bus, checkpoints, msg, stop)
+                self._admission.admitted(time.monotonic())
         with contextlib.suppress(NatsError):
             await queue.unsubscribe()
 
@@ -163,6 +193,7 @@ class JobWorker:
 
     def _job_done(self, task: asyncio.Task[Outcome]) -> None:
         source_job = self._jobs.pop(task)
+        self._audio_done_s += source_job.audio_s
         self._metrics.active_streams.set(len(self._jobs))
         if task.cancelled():
             self._metrics.jobs.labels("cancelled").inc()
@@ -180,16 +211,39 @@ class JobWorker:
 
     def _has_capacity(self) -> bool:
         self._refresh_state()
-        return len(self._jobs) < self._engine.capacity() and self._state == "ok"
+        return self._state == "ok" and self._decision.admit
 
     def _refresh_state(self) -> None:
+        self._measure()
         condition, detail = self._engine.condition()
         if condition != "ok":
             self._state, self._detail = condition, detail
         elif self._max_lag() > self._options.degrade_lag_s:
             self._state, self._detail = "degraded", "behind real time"
         else:
-            self._state, self._detail = "ok", ""
+            self._state, self._detail = "ok", self._decision.reason
+        self._metrics.admitting.set(1 if self._state == "ok" and self._decision.admit else 0)
+
+    def _measure(self) -> None:
+        audio_s = self._audio_done_s + sum(job.audio_s for job in self._jobs.values())
+        self._meter.record(audio_s, self._engine.partial_tally())
+        self._decision = self._admission.decide(
+            streams=len(self._jobs),
+            cap=self._engine.capacity(),
+            max_lag_s=self._max_lag(),
+            meter=self._meter,
+            now=time.monotonic(),
+        )
+
+    def _shedding(self) -> bool:
+        return self._meter.partials().shed_lag > 0
+
+    def _count_shed_partials(self) -> None:
+        total = self._meter.partials_total()
+        new = total - self._partials_counted
+        self._partials_counted = total
+        self._metrics.partials_shed.labels("lag").inc(max(0, new.shed_lag))
+        self._metrics.partials_shed.labels("budget").inc(max(0, new.shed_budget))
 
     def _max_lag(self) -> float:
         return max((job.lag_s for job in self._jobs.values()), default=0.0)
@@ -204,11 +258,15 @@ class JobWorker:
             self._refresh_state()
             self._metrics.max_lag.set(self._max_lag())
             self._metrics.real_time_factor.set(self._real_time_factor())
+            self._metrics.shedding.set(1 if self._shedding() else 0)
+            self._metrics.cpu_cores.set(self._meter.cpu_rate())
+            self._count_shed_partials()
             await self._publish_status(bus)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._options.status_interval_s)
 
     async def _publish_status(self, bus: Bus) -> None:
+        recent = self._meter.partials()
         status = m.WorkerStatus(
             worker_id=self._options.worker_id,
             engine=self._engine.name,
@@ -217,6 +275,13 @@ class JobWorker:
             capacity=self._engine.capacity(),
             max_lag_s=self._max_lag(),
             real_time_factor=self._real_time_factor(),
+            admitting=self._state == "ok" and self._decision.admit,
+            shedding=self._shedding(),
+            partials_shed=self._meter.partials_total().shed_lag,
+            partial_shed_share=_share(recent.shed_lag, recent.due),
+            cpu_cores=self._meter.cpu_rate(),
+            cpu_cores_usable=self._admission.cores,
+            load_window_s=self._meter.span_s,
             detail=self._detail[:500],
             reported_at=time.time(),
         )
@@ -224,3 +289,7 @@ class JobWorker:
             await bus.publish_core(
                 t.worker_status(self._engine.name, self._options.worker_id), status
             )
+
+
+def _share(part: int, whole: int) -> float:
+    return min(1.0, part / whole) if whole > 0 else 0.0

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from echostream_shared import messages as m
+from echostream_shared.jobs.load import PartialTally
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
 from echostream_shared.jobs.updates import ResumePoint
 from echostream_shared.segmented.decoding import Decoded, ModelTranscriber, Purpose
 from echostream_shared.segmented.job_stream import SegmentedJobStream, segmenter_state
-from echostream_shared.segmented.policy import SegmentedStream, SegmentPolicy
+from echostream_shared.segmented.policy import SegmentedStream, SegmentPolicy, StreamStats
 
 DECODE_BUCKETS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 
@@ -60,15 +63,27 @@ class SegmentedEngine:
         self._timed = TimedTranscriber(transcriber, decode_histogram)
         self._policy = policy
         self._max_streams = max_streams
+        self._streams: weakref.WeakSet[SegmentedStream] = weakref.WeakSet()
+        self._retired = PartialTally()
 
     def open_stream(
         self, job: m.TranscriptionJob, resume: ResumePoint | None, sink: TranscriptSink
     ) -> EngineStream:
         state = segmenter_state(resume) if resume is not None else None
-        return SegmentedJobStream(SegmentedStream(self._timed, self._policy, state), sink)
+        stream = SegmentedStream(self._timed, self._policy, state)
+        self._streams.add(stream)
+        weakref.finalize(stream, self._retire, stream.stats)
+        return SegmentedJobStream(stream, sink)
 
     def capacity(self) -> int:
         return self._max_streams
+
+    def partial_tally(self) -> PartialTally:
+        live = [_tally(stream.stats) for stream in list(self._streams)]
+        return sum(live, self._retired)
+
+    def _retire(self, stats: StreamStats) -> None:
+        self._retired += _tally(stats)
 
     def condition(self) -> tuple[m.WorkerState, str]:
         return "ok", ""
@@ -78,3 +93,9 @@ class SegmentedEngine:
 
     async def aclose(self) -> None:
         await self._transcriber.aclose()
+
+
+def _tally(stats: StreamStats) -> PartialTally:
+    return PartialTally(
+        stats.partial_decodes, stats.partials_skipped_lag, stats.partials_skipped_budget
+    )

@@ -1,0 +1,68 @@
+"""Whether a worker takes another job: from its measured load, not from a fixed count.
+
+A job is taken while every stream keeps up (lag at most ``admit_lag_s``, where batch engines
+start shedding partials, and no partial shed for lag within the meter's window), and while the
+process's CPU use plus what one more stream costs stays within ``cpu_share`` of the cores it may
+use. A stream's cost is the CPU-seconds per audio second the process spent over the window; a
+stream admitted within the last ``young_s`` has not shown its full cost yet and is counted again
+at that price. After each admission the worker waits ``settle_s`` so the new stream's load starts
+to show before the next is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from echostream_shared.jobs.load import LoadMeter
+
+
+@dataclass(frozen=True)
+class AdmissionOptions:
+    admit_lag_s: float = 1.0
+    cpu_share: float = 0.75
+    settle_s: float = 1.5
+    young_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    admit: bool
+    reason: str = ""
+    predicted_cpu: float = 0.0
+    """Cores the process would use with one more stream, as far as the meter can tell."""
+
+
+class Admission:
+    def __init__(self, options: AdmissionOptions, cores: float) -> None:
+        self.options = options
+        self.cores = cores
+        self._admitted_at: list[float] = []
+
+    def admitted(self, now: float) -> None:
+        self._admitted_at.append(now)
+
+    def decide(
+        self, *, streams: int, cap: int, max_lag_s: float, meter: LoadMeter, now: float
+    ) -> Decision:
+        options = self.options
+        self._admitted_at = [at for at in self._admitted_at if now - at < options.young_s]
+        if streams >= cap:
+            return Decision(False, f"at its stream cap ({cap})")
+        if streams == 0:
+            return Decision(True)
+        if self._admitted_at and now - self._admitted_at[-1] < options.settle_s:
+            return Decision(False, "settling after the last admission")
+        if max_lag_s > options.admit_lag_s:
+            return Decision(False, "behind real time")
+        if meter.partials().shed_lag:
+            return Decision(False, "shedding partials")
+        cost = meter.cpu_per_audio_s()
+        if cost is None:
+            return Decision(True, predicted_cpu=meter.cpu_rate())
+        young = min(len(self._admitted_at), streams)
+        predicted = meter.cpu_rate() + (young + 1) * cost
+        if predicted > options.cpu_share * self.cores:
+            return Decision(
+                False, f"CPU: {predicted:.2f} of {self.cores:g} cores with one more", predicted
+            )
+        return Decision(True, predicted_cpu=predicted)

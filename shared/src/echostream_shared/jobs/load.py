@@ -1,0 +1,119 @@
+"""A worker's measured load: its process CPU against the cores it may use, the audio its streams
+took in, and the partials they shed, over a recent window."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> float:
+    """The CPUs this process may run on, lowered by a cgroup v2 CPU quota (a container's
+    ``--cpus``) when there is one."""
+    cores = float(len(os.sched_getaffinity(0)))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    return max(cores, 0.01)
+
+
+@dataclass(frozen=True, slots=True)
+class PartialTally:
+    """Counts since an engine started; a streaming engine that never sheds reports zeros.
+
+    ``shed_lag`` and ``shed_budget`` count the moments a partial was due and not decoded because
+    the stream was behind real time, or its partial CPU budget was spent.
+    """
+
+    decoded: int = 0
+    shed_lag: int = 0
+    shed_budget: int = 0
+
+    def __add__(self, other: PartialTally) -> PartialTally:
+        return PartialTally(
+            self.decoded + other.decoded,
+            self.shed_lag + other.shed_lag,
+            self.shed_budget + other.shed_budget,
+        )
+
+    def __sub__(self, other: PartialTally) -> PartialTally:
+        return PartialTally(
+            self.decoded - other.decoded,
+            self.shed_lag - other.shed_lag,
+            self.shed_budget - other.shed_budget,
+        )
+
+    @property
+    def due(self) -> int:
+        return self.decoded + self.shed_lag + self.shed_budget
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    at: float
+    cpu_s: float
+    audio_s: float
+    partials: PartialTally
+
+
+class LoadMeter:
+    """Samples the process's CPU time, the audio taken in and the partial tally; answers over the
+    last ``window_s``."""
+
+    def __init__(
+        self,
+        window_s: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_time: Callable[[], float] = time.process_time,
+    ) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._cpu_time = cpu_time
+        self._samples: deque[_Sample] = deque()
+
+    def record(self, audio_s: float, partials: PartialTally) -> None:
+        """``audio_s``: seconds of audio every stream of the process took in so far, finished
+        ones included; ``partials``: the engine's tally so far."""
+        now = self._clock()
+        self._samples.append(_Sample(now, self._cpu_time(), audio_s, partials))
+        while len(self._samples) > 2 and now - self._samples[1].at >= self.window_s:
+            self._samples.popleft()
+
+    @property
+    def span_s(self) -> float:
+        return self._samples[-1].at - self._samples[0].at if len(self._samples) > 1 else 0.0
+
+    def cpu_rate(self) -> float:
+        """CPU-seconds the process spent per wall second (1.0: one core busy)."""
+        if self.span_s <= 0:
+            return 0.0
+        return (self._samples[-1].cpu_s - self._samples[0].cpu_s) / self.span_s
+
+    def cpu_per_audio_s(self, min_audio_s: float = 1.0) -> float | None:
+        """CPU-seconds per second of audio taken in: what one more real-time stream would cost;
+        None until ``min_audio_s`` of audio came in within the window."""
+        if len(self._samples) < 2:
+            return None
+        audio = self._samples[-1].audio_s - self._samples[0].audio_s
+        if audio < min_audio_s:
+            return None
+        return (self._samples[-1].cpu_s - self._samples[0].cpu_s) / audio
+
+    def partials(self) -> PartialTally:
+        """Partials due within the window, by what became of them."""
+        if len(self._samples) < 2:
+            return PartialTally()
+        return self._samples[-1].partials - self._samples[0].partials
+
+    def partials_total(self) -> PartialTally:
+        return self._samples[-1].partials if self._samples else PartialTally()
