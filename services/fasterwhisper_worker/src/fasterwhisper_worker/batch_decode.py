@@ -1,0 +1,434 @@
+"""Decodes a batch of clips on one CTranslate2 Whisper model, with each clip's own semantics.
+
+A clip is decoded in windows cut to its audio (see ``transcriber``): a first window, and a
+follow-up window for what Whisper left over. The clips of a batch go through rounds: every clip's
+next window is decoded in the same round. In a round, windows of similar size form a group that is
+padded to its largest window (64-frame steps) and runs one ``encode``, one ``generate`` per prompt
+length (CTranslate2 requires the start token at one position in a batch; finals carry no prompt,
+so they share one) and one ``align``. faster-whisper's own pieces finish each clip alone: its
+prompt, its word timing post-processing, its no-speech rule.
+
+Per-clip semantics a shared ``generate`` cannot give are restored per clip, after the batch:
+
+- a token cap per clip: the group generates up to its largest cap; a clip that ran past its own
+  cap (a loop) is decoded again alone with its cap, so it gets what a lone decode gives;
+- temperature fallback: a clip whose greedy decode needs it is decoded again alone with
+  faster-whisper's ``generate_with_fallback`` (off by default).
+
+A group that fails is retried one clip at a time, so one bad clip fails alone. The batch's CPU
+time is measured per stage and shared among the clips that ran it: the encode equally (every row
+has the group's window), generation and alignment by tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from types import SimpleNamespace
+from typing import Any
+
+import ctranslate2  # type: ignore[import-untyped]
+import numpy as np
+import numpy.typing as npt
+from faster_whisper import WhisperModel  # type: ignore[import-untyped]
+from faster_whisper.audio import pad_or_trim  # type: ignore[import-untyped]
+from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped]
+from faster_whisper.transcribe import (  # type: ignore[import-untyped]
+    TranscriptionOptions,
+    get_compression_ratio,
+)
+
+from echostream_shared.segmented import guards
+from echostream_shared.segmented.decoding import DecodedWord, Purpose
+
+SAMPLE_RATE = 16_000
+FRAMES_PER_S = 100  # mel frames; the encoder halves them (Whisper's 1500 frames per 30 s)
+FULL_WINDOW = 3000
+MIN_WINDOW = 512  # below ~5 s of window tiny.en agrees much less with a full decode
+WINDOW_STEP = 64
+PARTIAL_MARGIN_S = 1.28
+PARTIAL_TOKENS_PER_S = 5.0  # a cap on partial decodes, above fast speech (~4 tokens/s)
+FINAL_TOKENS_PER_S = 10.0  # timestamps and punctuation are tokens too
+MAX_WINDOWS = 3  # a clip is at most 28 s: one window, and a second for what Whisper left over
+MIN_REST_S = 1.0  # audio after the last word worth another window
+MAX_SAMPLED_TOKENS = 224  # Whisper samples at most half its 448-token context per window
+GROUP_SLACK = 0.25  # a window joins a group when padding it costs at most this share more
+
+
+def encoder_window(audio_s: float, margin_s: float) -> int:
+    """Mel frames to encode: the clip plus a margin, in steps of 64, at least ~5 s, at most 30 s."""
+    frames = max(MIN_WINDOW, math.ceil((audio_s + margin_s) * FRAMES_PER_S))
+    return min(FULL_WINDOW, WINDOW_STEP * math.ceil(frames / WINDOW_STEP))
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """One ``transcribe`` call: audio that is not silent, why it is decoded, the text before it."""
+
+    samples: npt.NDArray[np.float32]
+    purpose: Purpose
+    prompt: str | None
+    margin_s: float | None  # padding beyond the clip in its encoder window; None: the full 30 s
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A clip's decode before the guards."""
+
+    words: tuple[DecodedWord, ...]
+    confidence: float | None
+    decode_s: float  # from the batch's start to this clip's last window
+    cpu_s: float  # this clip's share of the process CPU time the batch took
+    window: int  # the first window's encoder frames (mel, 10 ms)
+
+
+@dataclass(slots=True)
+class _Clip:
+    """A clip's progress through the rounds of a batch (faster-whisper's seek loop, one window per
+    round)."""
+
+    clip: Clip
+    features: npt.NDArray[np.float32]
+    previous: list[int]
+    seek: int = 0
+    words: list[DecodedWord] = field(default_factory=list)
+    windows: list[int] = field(default_factory=list)
+    cpu_s: float = 0.0
+    decode_s: float = 0.0
+    done: bool = False
+
+    @property
+    def content(self) -> int:
+        return int(self.features.shape[-1]) - 1
+
+    def next_size(self) -> int | None:
+        """Mel frames of the next window's audio, or None when the clip is decoded."""
+        if self.done or self.seek >= self.content or len(self.windows) >= MAX_WINDOWS:
+            return None
+        return min(FULL_WINDOW, self.content - self.seek)
+
+    def take(self, decoded: list[DecodedWord], finished: bool, silence_dbfs: float) -> None:
+        """A window's words: keep them, and decide whether the rest needs another window."""
+        if self.words and _heard_already(self.words, decoded):
+            self.done = True  # the rest was breath or noise, and Whisper repeated the window before
+            return
+        # a word at the seam may be heard by both windows
+        drop = guards.boundary_overlap([w.text for w in self.words], [w.text for w in decoded])
+        self.words += decoded[drop:]
+        samples = self.clip.samples
+        rest = samples[round(self.words[-1].end_s * SAMPLE_RATE) :] if decoded else samples[:0]
+        short = len(rest) < SAMPLE_RATE * MIN_REST_S
+        if finished or not decoded or short or guards.peak_frame_dbfs(rest) < silence_dbfs:
+            self.done = True
+        else:
+            # Whisper stopped before the clip's end, leaving the rest to a next window, which is
+            # not conditioned on the text before it (Whisper copies a prompt onto noise)
+            self.seek, self.previous = round(self.words[-1].end_s * FRAMES_PER_S), []
+
+    def raw(self) -> Raw:
+        confidence = float(np.mean([w.probability for w in self.words])) if self.words else None
+        window = self.windows[0] if self.windows else 0
+        return Raw(tuple(self.words), confidence, self.decode_s, self.cpu_s, window)
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One window of one clip in a round."""
+
+    state: _Clip
+    size: int  # mel frames of audio in the window
+    window: int  # mel frames the clip asks to encode
+    prompt: list[int]
+    options: TranscriptionOptions
+    tokens: list[int] = field(default_factory=list)
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    words: list[DecodedWord] = field(default_factory=list)
+    finished: bool = True
+
+    @property
+    def max_length(self) -> int:
+        return len(self.prompt) + int(self.options.max_new_tokens)
+
+
+class BatchDecoder:
+    """Decodes lists of clips; one batch at a time per caller thread (the model is thread-safe)."""
+
+    def __init__(
+        self,
+        model: WhisperModel,
+        tokenizer: Tokenizer,
+        options: dict[Purpose, TranscriptionOptions],
+        silence_dbfs: float,
+        group_slack: float = GROUP_SLACK,
+    ) -> None:
+        self._model = model
+        self._tokenizer = tokenizer
+        self._options = options
+        self._silence_dbfs = silence_dbfs
+        self._group_slack = group_slack
+
+    def decode(self, clips: Sequence[Clip]) -> list[Raw | Exception]:
+        """Each clip's words, or the exception that failed that clip alone."""
+        wall0 = time.perf_counter()
+        states: list[_Clip | Exception] = []
+        for clip in clips:
+            try:
+                states.append(self._start(clip))
+            except Exception as exc:  # noqa: BLE001 - that clip fails, the batch goes on
+                states.append(exc)
+        errors: dict[int, Exception] = {}
+        while passes := self._round([s for s in states if isinstance(s, _Clip)]):
+            for group in _groups(passes, self._group_slack):
+                self._run_guarded(group, errors)
+            for p in passes:
+                if id(p.state) in errors:
+                    p.state.done = True
+                    continue
+                try:
+                    p.state.take(p.words, p.finished, self._silence_dbfs)
+                except Exception as exc:  # noqa: BLE001
+                    errors[id(p.state)] = exc
+                    p.state.done = True
+                if p.state.done:
+                    p.state.decode_s = time.perf_counter() - wall0
+        return [s if isinstance(s, Exception) else errors.get(id(s)) or s.raw() for s in states]
+
+    def _start(self, clip: Clip) -> _Clip:
+        cpu0 = time.process_time()
+        features = self._model.feature_extractor(clip.samples)
+        prompt = clip.prompt.strip() if clip.prompt else ""
+        previous = self._tokenizer.encode(" " + prompt) if prompt else []
+        state = _Clip(clip, features, previous)
+        state.cpu_s = time.process_time() - cpu0
+        return state
+
+    def _round(self, states: list[_Clip]) -> list[_Pass]:
+        """The next window of every clip not yet decoded."""
+        passes = []
+        for state in states:
+            size = state.next_size()
+            if size is None:
+                state.done = True
+                continue  # its decode_s was set by its last window
+            margin = state.clip.margin_s
+            window = FULL_WINDOW if margin is None else encoder_window(size / FRAMES_PER_S, margin)
+            state.windows.append(window)
+            prompt = self._model.get_prompt(self._tokenizer, state.previous)
+            purpose = state.clip.purpose
+            cap = min(
+                _max_tokens(purpose, size / FRAMES_PER_S), self._model.max_length - len(prompt)
+            )
+            options = replace(self._options[purpose], max_new_tokens=cap)
+            passes.append(_Pass(state, size, window, prompt, options))
+        return passes
+
+    def _run_guarded(self, group: list[_Pass], errors: dict[int, Exception]) -> None:
+        """A group, or when it fails, each of its windows alone: one window may be the cause."""
+        try:
+            self._run(group)
+            return
+        except Exception as exc:  # noqa: BLE001
+            if len(group) == 1:
+                errors[id(group[0].state)] = exc
+                return
+        for p in group:
+            try:
+                self._run([p])
+            except Exception as exc:  # noqa: BLE001
+                errors[id(p.state)] = exc
+
+    def _run(self, group: list[_Pass]) -> None:
+        """One encode, a generate per prompt length, one align; words into each pass."""
+        model = self._model
+        window = max(p.window for p in group)
+        for p in group:
+            p.state.windows[-1] = window
+        cpu0 = time.process_time()
+        features = np.stack(
+            [
+                pad_or_trim(p.state.features[:, p.state.seek : p.state.seek + p.size], window)
+                for p in group
+            ]
+        )
+        encoded = model.encode(features)
+        _charge(group, time.process_time() - cpu0, [1.0] * len(group))
+        rows = np.asarray(encoded)
+        by_prompt: dict[tuple[int, int], list[int]] = {}
+        for i, p in enumerate(group):
+            by_prompt.setdefault((len(p.prompt), p.options.beam_size), []).append(i)
+        for indices in by_prompt.values():
+            self._generate([group[i] for i in indices], _select(encoded, rows, indices))
+        for i, p in enumerate(group):
+            self._restore(p, partial(_select, encoded, rows, [i]))
+        spoken = [i for i, p in enumerate(group) if p.tokens]
+        if spoken:
+            self._align([group[i] for i in spoken], _select(encoded, rows, spoken))
+
+    def _generate(self, passes: list[_Pass], encoded: Any) -> None:
+        options = passes[0].options
+        cpu0 = time.process_time()
+        results = self._model.model.generate(
+            encoded,
+            [p.prompt for p in passes],
+            beam_size=options.beam_size,
+            patience=options.patience,
+            length_penalty=options.length_penalty,
+            repetition_penalty=options.repetition_penalty,
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
+            max_length=max(p.max_length for p in passes),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=options.suppress_blank,
+            suppress_tokens=options.suppress_tokens,
+            max_initial_timestamp_index=_max_initial_timestamp_index(self._model, options),
+        )
+        for p, result in zip(passes, results, strict=True):
+            p.tokens = list(result.sequences_ids[0])
+            p.no_speech_prob = float(result.no_speech_prob)
+            p.avg_logprob = _avg_logprob(result, options)
+        _charge(passes, time.process_time() - cpu0, [len(p.tokens) + 1.0 for p in passes])
+
+    def _restore(self, p: _Pass, encoded: Callable[[], Any]) -> None:
+        """A lone decode where the batch could not give the clip its own cap or its fallback;
+        then faster-whisper's no-speech rule."""
+        cap_hit = len(p.tokens) > int(p.options.max_new_tokens)
+        if cap_hit or (len(p.options.temperatures) > 1 and self._needs_fallback(p)):
+            cpu0 = time.process_time()
+            result, avg_logprob, _, _ = self._model.generate_with_fallback(
+                encoded(), p.prompt, self._tokenizer, p.options
+            )
+            p.tokens = list(result.sequences_ids[0])
+            p.no_speech_prob, p.avg_logprob = float(result.no_speech_prob), float(avg_logprob)
+            p.state.cpu_s += time.process_time() - cpu0
+        text = [token for token in p.tokens if token < self._tokenizer.eot]
+        if _no_speech(p.no_speech_prob, p.avg_logprob, p.options) or not text:
+            p.tokens, p.finished = [], True
+
+    def _needs_fallback(self, p: _Pass) -> bool:
+        """faster-whisper's test for another temperature, on the greedy decode."""
+        options = p.options
+        text = self._tokenizer.decode(p.tokens).strip()
+        threshold = options.compression_ratio_threshold
+        needs = threshold is not None and get_compression_ratio(text) > threshold
+        low = options.log_prob_threshold is not None and p.avg_logprob < options.log_prob_threshold
+        silent = (
+            options.no_speech_threshold is not None
+            and p.no_speech_prob > options.no_speech_threshold
+            and low
+        )
+        return (needs or low) and not silent
+
+    def _align(self, passes: list[_Pass], encoded: Any) -> None:
+        model, tokenizer = self._model, self._tokenizer
+        cpu0 = time.process_time()
+        texts = [[t for t in p.tokens if t < tokenizer.eot] for p in passes]
+        alignments = model.model.align(
+            encoded, tokenizer.sot_sequence, texts, [p.size for p in passes]
+        )
+        _charge(passes, time.process_time() - cpu0, [len(t) + 1.0 for t in texts])
+        for p, alignment in zip(passes, alignments, strict=True):
+            cpu0 = time.process_time()
+            seek = p.state.seek
+            segment: dict[str, Any] = {
+                "seek": seek,
+                "start": seek / FRAMES_PER_S,
+                "end": (seek + p.size) / FRAMES_PER_S,
+                "tokens": p.tokens,
+            }
+            WhisperModel.add_word_timestamps(
+                _Aligned(model, alignment),
+                [[segment]],
+                tokenizer,
+                None,
+                p.size,
+                p.options.prepend_punctuations,
+                p.options.append_punctuations,
+                last_speech_timestamp=seek / FRAMES_PER_S,
+            )
+            p.words = _words(segment.get("words", []))
+            tokens = p.tokens
+            p.finished = len(tokens) >= 2 and tokens[-2] < tokenizer.timestamp_begin <= tokens[-1]
+            p.state.cpu_s += time.process_time() - cpu0
+
+
+class _Aligned:
+    """Stands for the model in faster-whisper's word timing code, with CTranslate2's alignment of
+    one window already computed in a batch: its post-processing stays faster-whisper's."""
+
+    def __init__(self, model: WhisperModel, alignment: Any) -> None:
+        self.frames_per_second = model.frames_per_second
+        self.tokens_per_second = model.tokens_per_second
+        self.model = SimpleNamespace(align=lambda *_args, **_kwargs: [alignment])
+
+    def find_alignment(self, *args: Any, **kwargs: Any) -> Any:
+        return WhisperModel.find_alignment(self, *args, **kwargs)
+
+
+def _groups(passes: list[_Pass], slack: float) -> list[list[_Pass]]:
+    """Windows sorted by size; a group grows while its largest window stays within the slack of
+    its smallest, so padding stays small."""
+    groups: list[list[_Pass]] = []
+    for p in sorted(passes, key=lambda p: p.window):
+        if groups and p.window <= groups[-1][0].window * (1 + slack):
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    return groups
+
+
+def _select(encoded: Any, rows: npt.NDArray[np.float32], indices: list[int]) -> Any:
+    """Rows of an encoder output (all of it when all are asked)."""
+    if len(indices) == rows.shape[0]:
+        return encoded
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(rows[indices]))
+
+
+def _charge(passes: list[_Pass], cpu_s: float, weights: list[float]) -> None:
+    total = sum(weights)
+    for p, weight in zip(passes, weights, strict=True):
+        p.state.cpu_s += cpu_s * weight / total
+
+
+def _avg_logprob(result: Any, options: TranscriptionOptions) -> float:
+    """faster-whisper's average log probability, recovered from the score."""
+    seq_len = len(result.sequences_ids[0])
+    return float(result.scores[0] * (seq_len**options.length_penalty) / (seq_len + 1))
+
+
+def _max_initial_timestamp_index(model: WhisperModel, options: TranscriptionOptions) -> int:
+    return int(round(options.max_initial_timestamp / model.time_precision))
+
+
+def _max_tokens(purpose: Purpose, audio_s: float) -> int:
+    """A cap on tokens per decoding pass, so a loop (and each fallback retrying it) ends early."""
+    rate, extra = (PARTIAL_TOKENS_PER_S, 10) if purpose == "partial" else (FINAL_TOKENS_PER_S, 20)
+    return min(MAX_SAMPLED_TOKENS, math.ceil(rate * audio_s) + extra)
+
+
+def _heard_already(before: list[DecodedWord], window: list[DecodedWord]) -> bool:
+    """A follow-up window whose whole text repeats the words decoded before it."""
+    said = guards.norm_text(" ".join(w.text for w in before))
+    again = guards.norm_text(" ".join(w.text for w in window))
+    return bool(again) and f" {again} " in f" {said} "
+
+
+def _no_speech(no_speech_prob: float, avg_logprob: float, options: TranscriptionOptions) -> bool:
+    """faster-whisper's rule: likely silence, unless the text was decoded confidently."""
+    if options.no_speech_threshold is None or no_speech_prob <= options.no_speech_threshold:
+        return False
+    return options.log_prob_threshold is None or avg_logprob <= options.log_prob_threshold
+
+
+def _words(aligned: list[dict[str, Any]]) -> list[DecodedWord]:
+    """faster-whisper's aligned words (seconds from the clip's start), without empty ones."""
+    words: list[DecodedWord] = []
+    for word in aligned:
+        text = str(word["word"]).strip()
+        if text:
+            start, end = float(word["start"]), float(word["end"])
+            words.append(DecodedWord(text, start, max(start, end), float(word["probability"])))
+    return words
