@@ -1,9 +1,10 @@
 """Whether a worker takes another job: from its measured load, not from a fixed count.
 
-A job is taken while every stream keeps up (lag at most ``admit_lag_s``, where batch engines
-start shedding partials, and no partial shed for lag within the meter's window), and while the
-process's CPU use plus what one more stream costs stays within ``cpu_share`` of the cores it may
-use. A stream's cost is the CPU-seconds per audio second the process spent over the window; a
+A job is taken while the streams keep up: no stream stayed more than ``admit_lag_s`` behind
+real time (where batch engines start shedding partials) all through the last seconds, unless it
+is catching up (a job taken from the queue starts as far behind as it waited there; refusing
+others for that would only make them wait longer). And while the process's CPU use plus what one
+more stream costs stays within ``cpu_share`` of the cores it may use. A stream's cost is the CPU-seconds per audio second the process spent over the window; a
 stream admitted within the last ``young_s`` has not shown its full cost yet and is counted again
 at that price. After each admission the worker waits ``settle_s`` so the new stream's load starts
 to show before the next is taken.
@@ -42,7 +43,7 @@ class Admission:
         self._admitted_at.append(now)
 
     def decide(
-        self, *, streams: int, cap: int, max_lag_s: float, meter: LoadMeter, now: float
+        self, *, streams: int, cap: int, behind_s: float, meter: LoadMeter, now: float
     ) -> Decision:
         options = self.options
         self._admitted_at = [at for at in self._admitted_at if now - at < options.young_s]
@@ -52,10 +53,8 @@ class Admission:
             return Decision(True)
         if self._admitted_at and now - self._admitted_at[-1] < options.settle_s:
             return Decision(False, "settling after the last admission")
-        if max_lag_s > options.admit_lag_s:
-            return Decision(False, "behind real time")
-        if meter.partials().shed_lag:
-            return Decision(False, "shedding partials")
+        if behind_s > options.admit_lag_s:
+            return Decision(False, f"streams stay {behind_s:.1f} s behind real time")
         cost = meter.cpu_per_audio_s()
         if cost is None:
             return Decision(True, predicted_cpu=meter.cpu_rate())

@@ -117,3 +117,33 @@ class LoadMeter:
 
     def partials_total(self) -> PartialTally:
         return self._samples[-1].partials if self._samples else PartialTally()
+
+
+class LagHistory:
+    """Each stream's lag over the last ``window_s``, to tell a worker falling behind from lag
+    that passes: a final's decode leaves the other streams a second or two behind for a moment,
+    and a stream taken from the queue starts behind by as long as it waited, then catches up."""
+
+    def __init__(self, window_s: float = 5.0, catching_up_s: float = 1.0) -> None:
+        self.window_s = window_s
+        self.catching_up_s = catching_up_s
+        self._lags: dict[object, deque[tuple[float, float]]] = {}
+
+    def record(self, key: object, now: float, lag_s: float) -> None:
+        lags = self._lags.setdefault(key, deque())
+        lags.append((now, lag_s))
+        while len(lags) > 1 and now - lags[1][0] >= self.window_s:
+            lags.popleft()
+
+    def forget(self, key: object) -> None:
+        self._lags.pop(key, None)
+
+    def behind_s(self) -> float:
+        """The largest lag a stream kept all through the window, among streams not catching up
+        (their lag fell by ``catching_up_s`` or more over the window)."""
+        floors = [
+            min(lag for _, lag in lags)
+            for lags in self._lags.values()
+            if lags[-1][1] > lags[0][1] - self.catching_up_s
+        ]
+        return max(floors, default=0.0)

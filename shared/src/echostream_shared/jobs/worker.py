@@ -18,7 +18,7 @@ from echostream_shared.bus import Bus, report_malformed
 from echostream_shared.codec import DecodeError, decode_as
 from echostream_shared.jobs.admission import Admission, AdmissionOptions, Decision
 from echostream_shared.jobs.checkpoints import CheckpointStore
-from echostream_shared.jobs.load import LoadMeter, PartialTally, usable_cores
+from echostream_shared.jobs.load import LagHistory, LoadMeter, PartialTally, usable_cores
 from echostream_shared.jobs.metrics import JobMetrics
 from echostream_shared.jobs.source_job import Outcome, SourceJob
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
@@ -91,6 +91,7 @@ class JobWorker:
         self._detail = ""
         self._ack_wait_s = options.limits.job_ack_wait_s
         self._meter = LoadMeter(options.load_window_s)
+        self._lags = LagHistory()
         self._admission = Admission(
             AdmissionOptions(
                 admit_lag_s=options.degrade_lag_s / 2,
@@ -193,6 +194,7 @@ class JobWorker:
 
     def _job_done(self, task: asyncio.Task[Outcome]) -> None:
         source_job = self._jobs.pop(task)
+        self._lags.forget(source_job)
         self._audio_done_s += source_job.audio_s
         self._metrics.active_streams.set(len(self._jobs))
         if task.cancelled():
@@ -211,7 +213,7 @@ class JobWorker:
 
     def _has_capacity(self) -> bool:
         self._refresh_state()
-        return self._state == "ok" and self._decision.admit
+        return self._state != "error" and self._decision.admit
 
     def _refresh_state(self) -> None:
         self._measure()
@@ -221,18 +223,26 @@ class JobWorker:
         elif self._max_lag() > self._options.degrade_lag_s:
             self._state, self._detail = "degraded", "behind real time"
         else:
-            self._state, self._detail = "ok", self._decision.reason
-        self._metrics.admitting.set(1 if self._state == "ok" and self._decision.admit else 0)
+            self._state, self._detail = "ok", ""
+        if not self._decision.admit:
+            self._detail = "; ".join(filter(None, [self._detail, self._decision.reason]))
+        self._metrics.admitting.set(1 if self._admitting() else 0)
+
+    def _admitting(self) -> bool:
+        return self._state != "error" and self._decision.admit
 
     def _measure(self) -> None:
+        now = time.monotonic()
         audio_s = self._audio_done_s + sum(job.audio_s for job in self._jobs.values())
         self._meter.record(audio_s, self._engine.partial_tally())
+        for job in self._jobs.values():
+            self._lags.record(job, now, job.lag_s)
         self._decision = self._admission.decide(
             streams=len(self._jobs),
             cap=self._engine.capacity(),
-            max_lag_s=self._max_lag(),
+            behind_s=self._lags.behind_s(),
             meter=self._meter,
-            now=time.monotonic(),
+            now=now,
         )
 
     def _shedding(self) -> bool:
@@ -275,7 +285,7 @@ class JobWorker:
             capacity=self._engine.capacity(),
             max_lag_s=self._max_lag(),
             real_time_factor=self._real_time_factor(),
-            admitting=self._state == "ok" and self._decision.admit,
+            admitting=self._admitting(),
             shedding=self._shedding(),
             partials_shed=self._meter.partials_total().shed_lag,
             partial_shed_share=_share(recent.shed_lag, recent.due),

@@ -1,0 +1,85 @@
+"""The admission rules on given measurements (the worker tests run them on real load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from echostream_shared.jobs.admission import Admission, AdmissionOptions
+from echostream_shared.jobs.load import LagHistory, LoadMeter, PartialTally, usable_cores
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.cpu = 0.0
+
+    def wall(self) -> float:
+        return self.now
+
+    def process(self) -> float:
+        return self.cpu
+
+
+def meter_at(cores_busy: float, cpu_per_audio_s: float) -> tuple[LoadMeter, Clock]:
+    """A meter that saw the process busy on ``cores_busy`` cores for 10 s, at the given cost."""
+    clock = Clock()
+    meter = LoadMeter(10.0, clock=clock.wall, cpu_time=clock.process)
+    for second in range(11):
+        clock.now = float(second)
+        clock.cpu = cores_busy * second
+        meter.record(
+            audio_s=second * cores_busy / cpu_per_audio_s,
+            partials=PartialTally(),
+        )
+    return meter, clock
+
+
+def test_cpu_headroom_admits_until_one_more_stream_would_pass_the_share() -> None:
+    admission = Admission(AdmissionOptions(cpu_share=0.75, settle_s=0.0, young_s=0.0), cores=2.0)
+    roomy, clock = meter_at(cores_busy=1.0, cpu_per_audio_s=0.2)
+    decision = admission.decide(streams=5, cap=64, behind_s=0.0, meter=roomy, now=clock.now)
+    assert decision.admit and abs(decision.predicted_cpu - 1.2) < 1e-9
+    full, clock = meter_at(cores_busy=1.4, cpu_per_audio_s=0.2)
+    decision = admission.decide(streams=7, cap=64, behind_s=0.0, meter=full, now=clock.now)
+    assert not decision.admit and "CPU" in decision.reason
+
+
+def test_young_streams_count_at_the_measured_price_and_settling_holds_the_next_job() -> None:
+    admission = Admission(AdmissionOptions(cpu_share=0.75, settle_s=1.5, young_s=10.0), cores=2.0)
+    meter, clock = meter_at(cores_busy=0.8, cpu_per_audio_s=0.2)
+    for at in (1.0, 3.0, 5.0):
+        admission.admitted(at)
+    assert not admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=5.5).admit
+    decision = admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=7.0)
+    assert not decision.admit, "0.8 + 4 x 0.2 cores passes 1.5"
+    assert admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=14.5).admit
+
+
+def test_lag_stops_admission_the_cap_holds_and_an_idle_worker_always_admits() -> None:
+    admission = Admission(AdmissionOptions(admit_lag_s=1.0, settle_s=0.0), cores=2.0)
+    meter, clock = meter_at(cores_busy=0.2, cpu_per_audio_s=0.1)
+    assert not admission.decide(streams=2, cap=64, behind_s=1.2, meter=meter, now=clock.now).admit
+    assert not admission.decide(streams=2, cap=2, behind_s=0.0, meter=meter, now=clock.now).admit
+    busy, clock = meter_at(cores_busy=2.0, cpu_per_audio_s=1.0)
+    assert admission.decide(streams=0, cap=64, behind_s=9.0, meter=busy, now=clock.now).admit
+
+
+def test_lag_that_passes_or_falls_is_not_falling_behind() -> None:
+    history = LagHistory(window_s=5.0, catching_up_s=1.0)
+    for tick in range(60):  # 6 s: a final's decode puts this stream 1.8 s behind every 2 s
+        history.record("spiky", tick / 10, 1.8 if tick % 20 < 5 else 0.2)
+        history.record("from the queue", tick / 10, 30.0 - tick / 10 * 4)
+    assert history.behind_s() == 0.2
+    for tick in range(60, 120):
+        history.record("steady", tick / 10, 1.5 + (tick - 60) / 100)
+    assert 1.5 <= history.behind_s() < 2.2
+    history.forget("steady")
+    assert history.behind_s() == 0.2
+
+
+def test_usable_cores_follow_a_cgroup_quota(tmp_path: Path) -> None:
+    quota = tmp_path / "cpu.max"
+    quota.write_text("50000 100000\n")
+    assert usable_cores(quota) == 0.5
+    quota.write_text("max 100000\n")
+    assert usable_cores(quota) == usable_cores(tmp_path / "absent") >= 1
