@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from echostream_shared.jobs.admission import Admission, AdmissionOptions
@@ -35,13 +36,24 @@ def meter_at(cores_busy: float, cpu_per_audio_s: float) -> tuple[LoadMeter, Cloc
 
 
 def test_cpu_headroom_admits_until_one_more_stream_would_pass_the_share() -> None:
-    admission = Admission(AdmissionOptions(cpu_share=0.75, settle_s=0.0, young_s=0.0), cores=2.0)
+    options = AdmissionOptions(cpu_share=0.75, settle_s=0.0, young_s=0.0, learn_audio_s=0.0)
+    admission = Admission(options, cores=2.0)
     roomy, clock = meter_at(cores_busy=1.0, cpu_per_audio_s=0.2)
     decision = admission.decide(streams=5, cap=64, behind_s=0.0, meter=roomy, now=clock.now)
     assert decision.admit and abs(decision.predicted_cpu - 1.2) < 1e-9
     full, clock = meter_at(cores_busy=1.4, cpu_per_audio_s=0.2)
     decision = admission.decide(streams=7, cap=64, behind_s=0.0, meter=full, now=clock.now)
     assert not decision.admit and "CPU" in decision.reason
+
+
+def test_until_streams_have_shown_their_cost_one_is_assumed_to_cost_the_prior() -> None:
+    meter, clock = meter_at(cores_busy=0.1, cpu_per_audio_s=0.05)  # 20 s of audio seen
+    options = AdmissionOptions(cpu_share=0.3, settle_s=0.0, prior_cpu_per_audio_s=0.25)
+    learning = Admission(replace(options, learn_audio_s=60.0), cores=1.0)
+    assert not learning.decide(streams=2, cap=64, behind_s=0.0, meter=meter, now=clock.now).admit
+    learned = Admission(replace(options, learn_audio_s=10.0), cores=1.0)
+    decision = learned.decide(streams=2, cap=64, behind_s=0.0, meter=meter, now=clock.now)
+    assert decision.admit and abs(decision.predicted_cpu - 0.15) < 1e-9
 
 
 def test_young_streams_count_at_the_measured_price_and_settling_holds_the_next_job() -> None:

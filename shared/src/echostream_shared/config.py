@@ -119,6 +119,12 @@ class WorkerSettings(ServiceSettings):
         ge=0,
         description="pause after taking a job before the next, so the new stream's load shows",
     )
+    hand_back_lag_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="a stream this far behind real time all through the last 5 s makes the worker "
+        "hand its newest job back to the queue (one per 5 s); 0: never",
+    )
     source_idle_timeout_s: float = Field(
         default=300.0, gt=0, description="a source with no audio this long is treated as closed"
     )
@@ -137,6 +143,7 @@ class WorkerSettings(ServiceSettings):
             degrade_lag_s=self.degrade_lag_s,
             admit_cpu_share=self.admit_cpu_share,
             admit_settle_s=self.admit_settle_s,
+            hand_back_lag_s=self.hand_back_lag_s,
             source_idle_timeout_s=self.source_idle_timeout_s,
             limits=self.topology_limits(),
         )

@@ -4,9 +4,11 @@ A job is taken while the streams keep up: no stream stayed more than ``admit_lag
 real time (where batch engines start shedding partials) all through the last seconds, unless it
 is catching up (a job taken from the queue starts as far behind as it waited there; refusing
 others for that would only make them wait longer). And while the process's CPU use plus what one
-more stream costs stays within ``cpu_share`` of the cores it may use. A stream's cost is the CPU-seconds per audio second the process spent over the window; a
-stream admitted within the last ``young_s`` has not shown its full cost yet and is counted again
-at that price. After each admission the worker waits ``settle_s`` so the new stream's load starts
+more stream costs stays within ``cpu_share`` of the cores it may use. A stream's cost is the CPU-seconds per audio second the process spent (over the window, or
+since its first audio if that is more); until ``learn_audio_s`` of audio has shown what streams
+cost here (a stream's first final comes seconds after it starts), a stream is assumed to cost at
+least ``prior_cpu_per_audio_s``. A stream admitted within the last ``young_s`` has not shown its
+full cost yet and is counted again at that price. After each admission the worker waits ``settle_s`` so the new stream's load starts
 to show before the next is taken.
 """
 
@@ -23,6 +25,9 @@ class AdmissionOptions:
     cpu_share: float = 0.75
     settle_s: float = 1.5
     young_s: float = 10.0
+    prior_cpu_per_audio_s: float = 0.25
+    """whisper.cpp's streaming cost on tiny.en (0.18) with a margin; faster-whisper costs less."""
+    learn_audio_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,9 @@ class Admission:
             return Decision(False, "settling after the last admission")
         if behind_s > options.admit_lag_s:
             return Decision(False, f"streams stay {behind_s:.1f} s behind real time")
-        cost = meter.cpu_per_audio_s()
-        if cost is None:
-            return Decision(True, predicted_cpu=meter.cpu_rate())
+        cost = meter.cpu_per_audio_s() or 0.0
+        if meter.audio_seen_s() < options.learn_audio_s:
+            cost = max(cost, options.prior_cpu_per_audio_s)
         young = min(len(self._admitted_at), streams)
         predicted = meter.cpu_rate() + (young + 1) * cost
         if predicted > options.cpu_share * self.cores:

@@ -80,12 +80,16 @@ class LoadMeter:
         self._clock = clock
         self._cpu_time = cpu_time
         self._samples: deque[_Sample] = deque()
+        self._first_audio: _Sample | None = None
 
     def record(self, audio_s: float, partials: PartialTally) -> None:
         """``audio_s``: seconds of audio every stream of the process took in so far, finished
         ones included; ``partials``: the engine's tally so far."""
         now = self._clock()
-        self._samples.append(_Sample(now, self._cpu_time(), audio_s, partials))
+        sample = _Sample(now, self._cpu_time(), audio_s, partials)
+        self._samples.append(sample)
+        if self._first_audio is None and audio_s > 0:
+            self._first_audio = sample
         while len(self._samples) > 2 and now - self._samples[1].at >= self.window_s:
             self._samples.popleft()
 
@@ -100,14 +104,25 @@ class LoadMeter:
         return (self._samples[-1].cpu_s - self._samples[0].cpu_s) / self.span_s
 
     def cpu_per_audio_s(self, min_audio_s: float = 1.0) -> float | None:
-        """CPU-seconds per second of audio taken in: what one more real-time stream would cost;
-        None until ``min_audio_s`` of audio came in within the window."""
-        if len(self._samples) < 2:
-            return None
-        audio = self._samples[-1].audio_s - self._samples[0].audio_s
-        if audio < min_audio_s:
-            return None
-        return (self._samples[-1].cpu_s - self._samples[0].cpu_s) / audio
+        """CPU-seconds per second of audio taken in: what one more real-time stream would cost.
+
+        The larger of the window's figure and the one since the first audio: a window of
+        silences, or of streams that have not reached their first final yet, would promise
+        streams for less than they cost. None until ``min_audio_s`` of audio came in.
+        """
+        costs = [
+            _cost(first, self._samples[-1], min_audio_s)
+            for first in (self._samples[0], self._first_audio)
+            if first is not None and self._samples
+        ]
+        known = [cost for cost in costs if cost is not None]
+        return max(known) if known else None
+
+    def audio_seen_s(self) -> float:
+        """Audio taken in since the first, the evidence behind ``cpu_per_audio_s``."""
+        if self._first_audio is None or not self._samples:
+            return 0.0
+        return self._samples[-1].audio_s - self._first_audio.audio_s
 
     def partials(self) -> PartialTally:
         """Partials due within the window, by what became of them."""
@@ -117,6 +132,11 @@ class LoadMeter:
 
     def partials_total(self) -> PartialTally:
         return self._samples[-1].partials if self._samples else PartialTally()
+
+
+def _cost(first: _Sample, last: _Sample, min_audio_s: float) -> float | None:
+    audio = last.audio_s - first.audio_s
+    return (last.cpu_s - first.cpu_s) / audio if audio >= min_audio_s else None
 
 
 class LagHistory:

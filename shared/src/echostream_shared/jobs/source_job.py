@@ -102,6 +102,8 @@ class SourceJob:
         self._capture_end = 0.0
         self._handling = False
         self._stream: EngineStream | None = None
+        self._halt = asyncio.Event()
+        self.released = False
         self.audio_s = 0.0
 
     @property
@@ -115,8 +117,14 @@ class SourceJob:
             return max(self._lag_s, time.time() - self._capture_end)
         return self._lag_s
 
+    def release(self) -> None:
+        """Hand the job back to the queue as a stop would, for another worker or a later turn."""
+        self.released = True
+        self._halt.set()
+
     async def run(self, stop: asyncio.Event) -> Outcome:
-        """Transcribe until the source closes (ack) or the worker stops (hand back)."""
+        """Transcribe until the source closes (ack), or the worker stops or releases the job
+        (hand back)."""
         with structlog.contextvars.bound_contextvars(
             session_id=self.job.session_id, source=self.job.source, engine=self.job.engine
         ):
@@ -127,10 +135,12 @@ class SourceJob:
             log.info("job.started", resumed=stored is not None)
             self._finals = stored.finals if stored else 0
             keep_alive = asyncio.create_task(self._keep_alive())
+            stopping = asyncio.create_task(_relay(stop, self._halt))
             try:
-                return await self._transcribe(stored, stop)
+                return await self._transcribe(stored, self._halt)
             finally:
                 keep_alive.cancel()
+                stopping.cancel()
 
     async def _transcribe(self, stored: Checkpoint | None, stop: asyncio.Event) -> Outcome:
         try:
@@ -185,7 +195,7 @@ class SourceJob:
                 await asyncio.wait(self._finalizing)
             await stream.aclose()
             await self._job_msg.nak()
-            log.info("job.handed_back")
+            log.info("job.handed_back", released=self.released)
             return Outcome.HANDED_BACK
         finally:
             with contextlib.suppress(Exception):
@@ -328,6 +338,11 @@ class _Sink:
 
     async def final(self, update: FinalUpdate, resume: ResumePoint) -> None:
         await self._job.publish_final(update, resume)
+
+
+async def _relay(stop: asyncio.Event, halt: asyncio.Event) -> None:
+    await stop.wait()
+    halt.set()
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, bool], stop: asyncio.Event) -> bool:

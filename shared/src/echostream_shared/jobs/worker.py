@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ class WorkerOptions:
     engines start shedding partials."""
     admit_cpu_share: float = 0.75
     admit_settle_s: float = 1.5
+    hand_back_lag_s: float = 0.0
+    """When a stream stays this far behind all through the lag window and others share the
+    worker, the newest job goes back to the queue (one per window); 0: never."""
     load_window_s: float = 10.0
     source_idle_timeout_s: float = 300.0
     limits: TopologyLimits = field(default_factory=TopologyLimits)
@@ -104,6 +108,7 @@ class JobWorker:
         self._decision = Decision(True)
         self._audio_done_s = 0.0
         self._partials_counted = PartialTally()
+        self._released_at = -math.inf
 
     @property
     def state(self) -> m.WorkerState:
@@ -237,13 +242,35 @@ class JobWorker:
         self._meter.record(audio_s, self._engine.partial_tally())
         for job in self._jobs.values():
             self._lags.record(job, now, job.lag_s)
+        behind_s = self._lags.behind_s()
         self._decision = self._admission.decide(
             streams=len(self._jobs),
             cap=self._engine.capacity(),
-            behind_s=self._lags.behind_s(),
+            behind_s=behind_s,
             meter=self._meter,
             now=now,
         )
+        self._shed_a_job(behind_s, now)
+
+    def _shed_a_job(self, behind_s: float, now: float) -> None:
+        """Give the newest job back when the streams fall behind for good, so the others' finals
+        stop slipping and it waits on the queue for a worker with room."""
+        limit = self._options.hand_back_lag_s
+        held = [job for job in self._jobs.values() if not job.released]
+        if not limit or behind_s <= limit or len(held) < 2:
+            return
+        if now - self._released_at < self._lags.window_s:
+            return
+        self._released_at = now
+        newest = held[-1]
+        log.warning(
+            "job.released",
+            session_id=newest.job.session_id,
+            source=newest.job.source,
+            behind_s=round(behind_s, 2),
+            streams=len(held),
+        )
+        newest.release()
 
     def _shedding(self) -> bool:
         return self._meter.partials().shed_lag > 0
