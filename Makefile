@@ -13,7 +13,7 @@ MODEL_FILE := models/ggml-$(MODEL).bin
 
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help install models browser lint typecheck test test-fast run compose-check compose-test config-reference bench bench-latency bench-capacity bench-peer bench-ingest bench-smoke clean peer-install
+.PHONY: help install models browser lint typecheck test test-fast run compose-check compose-test config-reference bench bench-latency bench-capacity bench-peer bench-ingest bench-smoke bench-soak clean peer-install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -74,8 +74,11 @@ bench: install bench-ingest ## every benchmark, the peer beside us, one report: 
 bench-latency: install ## latency, accuracy, CPU and stability vs offline decoding -> docs/bench/latency/
 	$(BENCH) --only latency --out docs/bench/latency
 
-bench-capacity: install ## concurrent sessions on 1 worker, then 2 -> docs/bench/capacity/
+bench-capacity: install ## both CPU engines ramped to their first failing level, 1 worker then 2 -> docs/bench/capacity/
 	$(BENCH) --only capacity,scaling --out docs/bench/capacity
+
+bench-soak: install ## one hour at the sustained level (SOAK_ARGS="--minutes 2 --streams 4") -> docs/bench/soak/, REPORT.md
+	PYTHONPATH=tests:. $(BIN)/python -m bench.soak --out docs/bench $(SOAK_ARGS)
 
 bench-peer: install ## WhisperLiveKit beside EchoStream on the same audio -> docs/bench/peer/
 	-$(MAKE) --no-print-directory peer-install

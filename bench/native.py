@@ -86,8 +86,8 @@ class EchoStreamNative:
         self.capture_port = free_port()
         self.env = {
             "ECHOSTREAM_WHISPER_MODEL_PATH": str(model),
-            # the default (4) caps a worker below what its CPU can carry; capacity is the question
-            f"{self.prefix}MAX_STREAMS": "16",
+            # capacity must come out of the box: no admission setting changed, only how often the
+            # worker reports its lag
             f"{self.prefix}STATUS_INTERVAL_S": "1",
             "ECHOSTREAM_LOG_FORMAT": "json",
             **(env or {}),
@@ -136,7 +136,11 @@ class EchoStreamNative:
             *self._run_args(),
         ]
         self._process = self._launch(argv, env)
-        await self._wait_ready()
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()  # a system that never got ready must not outlive the bench
+            raise
 
     def _run_args(self) -> list[str]:
         return ["--engines", self.engine, "--scale", f"{self.service}={self.workers}"]
@@ -272,7 +276,7 @@ class EchoStreamNative:
         deltas = {k: v - counters0.get(k, 0.0) for k, v in counters.items()}
         streams = list(outcomes)
         drained = all(s.closed for s in streams)
-        statuses = [_status_row(at, status) for at, status in self._statuses if at >= started - 0.5]
+        statuses = self.status_rows(started - 0.5)
         result = PassResult(
             self.name,
             streams,
@@ -287,6 +291,19 @@ class EchoStreamNative:
         )
         result.usage.append(ProcessUsage("bench (client)", os.getpid(), bench_cpu))
         return result
+
+    def status_rows(self, since: float = 0.0) -> list[dict[str, float | int | str]]:
+        """The workers' status reports received since ``since`` (wall clock)."""
+        return [_status_row(at, status) for at, status in self._statuses if at >= since]
+
+    @property
+    def processes(self) -> dict[str, int]:
+        """The system's processes by name (workers first), once started."""
+        return dict(self._processes)
+
+    async def play(self, spec: StreamSpec) -> StreamResult:
+        """One session through the native protocol, outside any pass (the soak's own loop)."""
+        return await self._play(spec, self.drain_timeout_s + 0.5 * spec.session.duration_s)
 
     def _scrape(self) -> dict[str, float]:
         """Every worker's Prometheus counters and histogram sums, added up."""
@@ -360,7 +377,12 @@ class EchoStreamNative:
 def overrides_from(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
     """Service settings given to the bench (``ECHOSTREAM_WHISPER_DEGRADE_LAG_S=1 make bench``),
     except where the system under test must be: its broker and ports are the bench's."""
-    services = ("ECHOSTREAM_WHISPER_", "ECHOSTREAM_CAPTURE_", "ECHOSTREAM_AGGREGATOR_")
+    services = (
+        "ECHOSTREAM_WHISPER_",
+        "ECHOSTREAM_FASTERWHISPER_",
+        "ECHOSTREAM_CAPTURE_",
+        "ECHOSTREAM_AGGREGATOR_",
+    )
     return {
         k: v
         for k, v in environ.items()
@@ -406,14 +428,12 @@ def _emission(message: dict[str, Any], at: float) -> Emission:
 
 
 def _status_row(at: float, status: m.WorkerStatus) -> dict[str, float | int | str]:
-    return {
-        "received_at": at,
-        "worker_id": status.worker_id,
-        "state": status.state,
-        "active_streams": status.active_streams,
-        "max_lag_s": status.max_lag_s,
-        "real_time_factor": status.real_time_factor,
-    }
+    """Every scalar the status carries (fields added to ``WorkerStatus`` later come along)."""
+    row: dict[str, float | int | str] = {"received_at": at}
+    for key, value in status.model_dump(mode="json").items():
+        if key not in ("type", "detail") and isinstance(value, float | int | str):
+            row[key] = value
+    return row
 
 
 def _descendants(root: int) -> list[int]:

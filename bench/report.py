@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.report_capacity import METHOD as CAPACITY_METHOD, capacity_section, plot_capacity
+from bench.report_format import pct, s, table
 from bench.report_peer import peer_section
+from bench.report_soak import soak_section
 
 PEER = "WhisperLiveKit (LocalAgreement, CPU)"
 PEER_FINAL_P50 = "4.5–8 s"
 PEER_CPU_PER_AUDIO_S = 1.5
 
 Json = dict[str, Any]
-RAW_FILES = ("raw/summary.json", "raw/main.json", "raw/longform.json", "raw/capacity.json")
+RAW_FILES = (
+    "raw/summary.json",
+    "raw/main.json",
+    "raw/longform.json",
+    "raw/capacity.json",
+    "raw/scaling.json",
+)
 PLOTS = ("latency_over_time.png", "latency_cdf.png", "capacity.png", "cpu.png")
 
 
@@ -46,22 +54,6 @@ def _jsonable(value: object) -> object:
 
 
 # -- formatting ----------------------------------------------------------------------------------
-
-
-def s(value: object, digits: int = 2, unit: str = " s") -> str:
-    if not isinstance(value, int | float) or math.isnan(value):
-        return "–"
-    return f"{value:.{digits}f}{unit}"
-
-
-def pct(value: object) -> str:
-    return s(value * 100, 1, " %") if isinstance(value, int | float) else "–"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def verdict(value: object, limit: float) -> str:
@@ -177,10 +169,13 @@ def render(results: Json, plots: Mapping[str, str]) -> str:
         parts += ["## CPU and real-time factor, same run", "", _cpu(results), ""]
         if "cpu" in plots:
             parts += [f"![CPU per audio second]({plots['cpu']})", ""]
-    if results.get("capacity") or results.get("scaling"):
-        parts += ["## Capacity: concurrent real-time sessions", "", _capacities(results), ""]
+    if (results.get("capacity") or {}).get("engines"):  # runs before the ramp had no engines
+        parts += ["## Capacity: concurrent real-time streams", "", capacity_section(results)]
         if "capacity" in plots:
             parts += [f"![capacity]({plots['capacity']})", ""]
+    if results.get("soak"):
+        parts += ["## Soak: one level for a long time", "", soak_section(results["soak"])]
+        parts += ["Over time, and the raw series: [soak/SOAK.md](soak/SOAK.md).", ""]
     if results.get("ingest"):
         parts += ["## Bus overhead, engine taken out of the path", "", _ingest(results), ""]
     if results.get("peer") is not None and main is not None:
@@ -189,7 +184,7 @@ def render(results: Json, plots: Mapping[str, str]) -> str:
         parts += ["## Latency over a long session", "", _drift(passes), ""]
         if "latency_over_time" in plots:
             parts += [f"![latency over time]({plots['latency_over_time']})", ""]
-    parts += ["## What the numbers mean", "", METHOD, ""]
+    parts += ["## What the numbers mean", "", METHOD + "\n" + CAPACITY_METHOD, ""]
     parts += ["## Caveats", "", _caveats(results), ""]
     return "\n".join(parts)
 
@@ -240,13 +235,14 @@ def _other_load(results: Json) -> str:
         cores = found.get("other_processes_cores")
         if cores is not None:
             parts.append(f"{key} session: {cores:.2f}")
-    for key in ("capacity", "scaling"):
-        ramp = results.get(key) or {}
-        for level in ramp.get("levels", []):
-            parts.append(
-                f"{ramp['workers']} worker(s) × {level['level']} streams: "
-                f"{level.get('other_processes_cores', 0):.2f}"
-            )
+    capacity = results.get("capacity") or {}
+    for engine, found in capacity.get("engines", {}).items():
+        for ramp in found["ramps"]:
+            levels = [lv.get("other_processes_cores") or 0.0 for lv in ramp["levels"]]
+            if levels:
+                parts.append(
+                    f"{engine} × {ramp['workers']} worker(s) ramp: up to {max(levels):.2f}"
+                )
     text = "; ".join(parts)
     return f"cores used by other processes on average ({text}) of {results['meta']['cores']}"
 
@@ -493,80 +489,6 @@ def _cpu(results: Json) -> str:
     )
 
 
-def _capacities(results: Json) -> str:
-    out = []
-    ramps = [r for r in (results.get("capacity"), results.get("scaling")) if r]
-    for ramp in ramps:
-        out.append(f"**{ramp['workers']} whisper worker(s)**\n\n" + _capacity(ramp) + "\n")
-    if len(ramps) == 2:
-        one, two = ramps
-        out.append(
-            f"Scaling from {one['workers']} to {two['workers']} workers on this "
-            f"{results['meta']['cores']}-core machine: {_sustained(one)} → {_sustained(two)} "
-            "sustained sessions. Capture, the aggregator and NATS share the same cores; workers "
-            "add capacity only where there are cores for them (on one machine, each worker's "
-            "decoder threads compete for the same two cores)."
-        )
-    return "\n".join(out)
-
-
-def _capacity(capacity: Json) -> str:
-    rows = []
-    for level in capacity["levels"]:
-        latency = level["latency"]
-        final, first = latency["final_after_speech_end"], latency["first_partial_after_onset"]
-        rows.append(
-            [
-                str(level["level"]),
-                f"{level['audio_s']:.0f} s",
-                s(final["p50"]),
-                s(final["p95"]),
-                s(first["p50"]),
-                s(first["p95"]),
-                s(level["status_max_lag_s"]),
-                s(level["worker_cpu_per_audio_s"], 3, ""),
-                f"{latency['segments_without_final']}/{latency['segments']}",
-                "yes" if level["drained"] else "**no**",
-                pct(level.get("streaming_wer")),
-                s(level.get("other_processes_cores"), 2, " cores"),
-            ]
-        )
-    text = table(
-        [
-            "streams",
-            "audio",
-            "final p50",
-            "final p95",
-            "1st partial p50",
-            "1st partial p95",
-            "max lag",
-            "workers' CPU-s / audio-s",
-            "no final",
-            "drained",
-            "streaming WER",
-            "other load",
-        ],
-        rows,
-    )
-    return (
-        text
-        + f"\n\nEach stream is a different talk (~{capacity['levels'][0]['audio_s']:.0f} s of audio), "
-        f"started {capacity['stagger_s']} s after the previous one. The ramp stops after the first level whose "
-        f"p95 final latency exceeds {capacity['stop_p95_s']} s. **Sustained: {_sustained(capacity)} "
-        f"concurrent real-time session(s) with {capacity['workers']} worker(s)** with p95 final "
-        "latency within that bound, every session through capture's native protocol."
-    )
-
-
-def _sustained(capacity: Json) -> str:
-    """The streams one worker sustains; "at least N" when the ramp ended without failing."""
-    sustained = capacity["sustained_streams"]
-    levels = capacity["levels"]
-    if levels and sustained == levels[-1]["level"]:
-        return f"at least {sustained} (the ramp's last level)"
-    return str(sustained)
-
-
 def _ingest(results: Json) -> str:
     ingest = results["ingest"]
     rows = [
@@ -635,9 +557,6 @@ METHOD = """\
   and drained, divided by the audio duration; offline = `getrusage` around each decode. The ratio
   is the CPU budget. Capture, the aggregator, NATS and the supervisor are listed separately.
   "Other load" is the machine's busy CPU time (`/proc/stat`) minus the processes measured here.
-- **Capacity**: concurrent sessions through one capture process into one (then two) workers on
-  this machine, each a different talk; max lag is the largest `max_lag_s` a worker reported on
-  `ep.status.whisper.*` (every second) during the level.
 - **Percentiles**: numpy linear interpolation; with n segments, p95 rests on the top ~n/20 and
   p99 on the top ~n/100 (with fewer than 100 values, p99 is nearly the maximum)."""
 
@@ -682,7 +601,7 @@ def draw(out: Path, results: Json, raw: Json) -> dict[str, str]:
     painters: list[tuple[str, Callable[[Path, Json, Json], bool]]] = [
         ("latency_over_time", _plot_over_time),
         ("latency_cdf", _plot_cdf),
-        ("capacity", _plot_capacity),
+        ("capacity", plot_capacity),
         ("cpu", _plot_cpu),
     ]
     for name, painter in painters:
@@ -803,41 +722,6 @@ def _plot_cdf(path: Path, results: Json, raw: Json) -> bool:
     return True
 
 
-def _plot_capacity(path: Path, results: Json, raw: Json) -> bool:
-    import matplotlib.pyplot as plt
-
-    ramps = [r for r in (results.get("capacity"), results.get("scaling")) if r and r["levels"]]
-    if not ramps:
-        return False
-
-    def pick(levels: list[Json], field: str, stat: str) -> list[float]:
-        values = [lv["latency"][field][stat] for lv in levels]
-        return [v if v is not None else float("nan") for v in values]
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for ramp, colour in zip(ramps, ("tab:blue", "tab:orange"), strict=False):
-        levels = ramp["levels"]
-        n = [lv["level"] for lv in levels]
-        who = f"{ramp['workers']} worker(s)"
-        final = "final_after_speech_end"
-        ax.plot(n, pick(levels, final, "p50"), "o-", color=colour, label=f"{who}: final p50")
-        ax.plot(n, pick(levels, final, "p95"), "o--", color=colour, label=f"{who}: final p95")
-        first = pick(levels, "first_partial_after_onset", "p50")
-        ax.plot(n, first, "s:", color=colour, alpha=0.6, label=f"{who}: first partial p50")
-    stop = ramps[0]["stop_p95_s"]
-    ax.axhline(stop, color="tab:red", ls="--", lw=0.8, label=f"limit: p95 > {stop} s")
-    ax.set_xlabel("concurrent real-time sessions")
-    ax.set_ylabel("seconds")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("capacity (whole system on this machine)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
 def _plot_cpu(path: Path, results: Json, raw: Json) -> bool:
     import matplotlib.pyplot as plt
 
@@ -865,15 +749,30 @@ def _plot_cpu(path: Path, results: Json, raw: Json) -> bool:
     return True
 
 
+def redraw(out: Path) -> None:
+    """REPORT.md and the plots again from ``out/raw``, with the latest soak under ``out/soak``."""
+    raw_dir = out / "raw"
+    results = json.loads((raw_dir / "summary.json").read_text())
+    results["soak"] = soak_result(out)
+    raw = {p.stem: json.loads(p.read_text()) for p in raw_dir.glob("*.json") if p.stem != "summary"}
+    plots = draw(out, results, raw)
+    (out / "REPORT.md").write_text(render(results, plots), encoding="utf-8")
+
+
+def soak_result(out: Path) -> Json | None:
+    """``make bench-soak``'s result under ``out``, when there is one."""
+    path = out / "soak" / "soak.json"
+    if not path.is_file():
+        return None
+    found: Json = json.loads(path.read_text())
+    return {k: v for k, v in found.items() if k != "series"}  # the series stay in soak.json
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="redraw REPORT.md and plots from DIR/raw")
     parser.add_argument("dir", type=Path)
     args = parser.parse_args(argv)
-    raw_dir = args.dir / "raw"
-    results = json.loads((raw_dir / "summary.json").read_text())
-    raw = {p.stem: json.loads(p.read_text()) for p in raw_dir.glob("*.json") if p.stem != "summary"}
-    plots = draw(args.dir, results, raw)
-    (args.dir / "REPORT.md").write_text(render(results, plots), encoding="utf-8")
+    redraw(args.dir)
     return 0
 
 

@@ -11,9 +11,10 @@ through capture's native protocol at real time.
    report sets every engine side by side.
 2. **Long-form session** (part ``latency``): ``manifest_longform.jsonl`` (70 s of continuous
    speech with no pause a VAD would cut at), which exercises forced cuts of long segments.
-3. **Capacity ramp** (part ``capacity``): ``--capacity-levels`` concurrent sessions into one
-   worker, each a different eval talk trimmed to ``--capacity-seconds``; stops after the first
-   level whose p95 final latency exceeds ``--capacity-stop-p95`` or that does not drain.
+3. **Capacity ramp** (part ``capacity``), per engine of ``--engines``: 1, 2, 4, 8, 12, ...
+   concurrent sessions into one worker with its default settings, each a different eval talk
+   trimmed to ``--capacity-seconds``, up to the first level that fails (``bench.capacity``);
+   the talks decoded offline first give the WER bound and the engine's compute bound.
 4. **Scaling** (part ``scaling``): the same ramp with ``--scaling-workers`` workers.
 5. **Offline limit** (own process, after the streams): each talk decoded in one call by the same
    model and threads, per engine (faster-whisper: its own ``transcribe``), for WER and CPU
@@ -56,10 +57,12 @@ from bench.audio import (
     talks_from_items,
     trimmed,
 )
+from bench.capacity import Limits, Ramp, offline_cost, plan_dict, ramp, ramp_levels
 from bench.native import ENGINES, EchoStreamNative
 from bench.offline import OfflineResult, decode_offline
 from bench.peer_pass import run_peer_session
-from bench.system import PassResult, StreamResult, StreamSpec
+from bench.summaries import pass_summary, raw_stream
+from bench.system import PassResult, StreamSpec
 
 SMOKE_DEV_ITEMS = ("LJ001-0004", "1688-142285-0002")
 PARTS = ("latency", "capacity", "scaling", "peer")
@@ -78,7 +81,7 @@ class Options:
     longform: bool
     capacity_max: int
     capacity_s: float
-    capacity_stop_p95: float
+    capacity_limits: Limits
     capacity_stagger_s: float
     workdir: Path | None
     split: str
@@ -118,18 +121,49 @@ def parse(argv: list[str] | None = None) -> Options:
         help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)",
     )
     parser.add_argument(
-        "--capacity-max", type=int, default=12, help="most concurrent streams (0: skip)"
+        "--capacity-max", type=int, default=64, help="most concurrent streams (0: skip)"
     )
     parser.add_argument(
         "--capacity-levels",
-        default="1,2,4,6,8,10,12,14,16",
-        help="concurrent streams tried, in order, up to --capacity-max",
+        default="",
+        help="concurrent streams tried, in order, up to --capacity-max "
+        "(default: 1,2,4,8 then every 4 more)",
     )
     parser.add_argument(
         "--scaling-workers", type=int, default=2, help="workers of the scaling ramp"
     )
     parser.add_argument("--capacity-seconds", type=float, default=30.0, help="speech per stream")
-    parser.add_argument("--capacity-stop-p95", type=float, default=3.0, help="stop above this p95")
+    limits = Limits()
+    parser.add_argument(
+        "--capacity-final-p95",
+        type=float,
+        default=limits.final_p95_s,
+        help="a level fails above this final p95 (s)",
+    )
+    parser.add_argument(
+        "--capacity-first-partial-p95",
+        type=float,
+        default=limits.first_partial_p95_s,
+        help="a level fails above this first-partial p95 (s)",
+    )
+    parser.add_argument(
+        "--capacity-wer-over-offline",
+        type=float,
+        default=limits.wer_over_offline,
+        help="a level fails when streaming WER exceeds offline by more (0.01: one point)",
+    )
+    parser.add_argument(
+        "--capacity-wer-min-words",
+        type=int,
+        default=limits.wer_min_words,
+        help="the WER limit applies to levels with at least this many reference words",
+    )
+    parser.add_argument(
+        "--capacity-lag-growth",
+        type=float,
+        default=limits.lag_growth_s,
+        help="a level fails when the workers' lag grows more under full load (s)",
+    )
     parser.add_argument("--capacity-stagger-s", type=float, default=0.5)
     parser.add_argument("--workdir", type=Path, help="keep nats stores and worker logs here")
     parser.add_argument(
@@ -161,9 +195,8 @@ def parse(argv: list[str] | None = None) -> Options:
     if args.smoke:
         capacity_max, capacity_s = min(capacity_max, 2), min(capacity_s, 4.0)
         parts = parts - {"scaling", "peer"}
-    levels = tuple(
-        n for n in (int(x) for x in args.capacity_levels.split(",")) if 0 < n <= capacity_max
-    )
+    asked = [int(x) for x in args.capacity_levels.split(",") if x.strip()]
+    levels = tuple(n for n in asked if 0 < n <= capacity_max) or ramp_levels(capacity_max)
     return Options(
         out=out,
         smoke=args.smoke,
@@ -173,7 +206,13 @@ def parse(argv: list[str] | None = None) -> Options:
         longform=args.longform and not args.smoke,
         capacity_max=capacity_max,
         capacity_s=capacity_s,
-        capacity_stop_p95=args.capacity_stop_p95,
+        capacity_limits=Limits(
+            final_p95_s=args.capacity_final_p95,
+            first_partial_p95_s=args.capacity_first_partial_p95,
+            wer_over_offline=args.capacity_wer_over_offline,
+            wer_min_words=args.capacity_wer_min_words,
+            lag_growth_s=args.capacity_lag_growth,
+        ),
         capacity_stagger_s=args.capacity_stagger_s,
         workdir=args.workdir,
         split=args.split,
@@ -211,7 +250,8 @@ def material(options: Options) -> Material:
             talks = [Talk("audioeval:en", samples[0].corpus, tuple(samples))]
             split = "pytest-audioeval samples (smoke)"
         main = session("smoke", talks, options.gap_s)
-        return Material(split, main, None, [Talk("smoke", t.corpus, t.utterances) for t in talks])
+        capacity = [Talk(f"smoke{k}", t.corpus, t.utterances) for k, t in enumerate(talks)]
+        return Material(split, main, None, capacity)
     if not corpus_available():
         raise SystemExit("the speech corpus is absent (set ECHOSTREAM_SPEECH_DIR); try --smoke")
     talks = talks_from_items(load_items(options.split))
@@ -238,113 +278,6 @@ def _single_talk(item: SpeechItem) -> Talk:
 # -- scenarios -----------------------------------------------------------------------------------
 
 
-def pass_summary(
-    result: PassResult, idle_cpu_per_s: float | None = None, engine: str = "whisper"
-) -> dict[str, object]:
-    records = [r for s in result.streams for r in metrics.segment_records(s)]
-    words = [w for s in result.streams for w in metrics.word_records(s)]
-    audio_s = result.audio_s
-    usage = [
-        {
-            "process": u.name,
-            "cpu_s": u.cpu_s,
-            "cpu_per_audio_s": u.cpu_s / audio_s if audio_s else None,
-            "rss_mb": u.rss_mb,
-            "peak_rss_mb": u.peak_rss_mb,
-        }
-        for u in result.usage
-    ]
-    ours = sum(u.cpu_s for u in result.usage)
-    lags = [float(s["max_lag_s"]) for s in result.statuses]
-    rtfs = [float(s["real_time_factor"]) for s in result.statuses]
-    return {
-        "streams": len(result.streams),
-        "audio_s": audio_s,
-        "wall_s": result.wall_s,
-        "drained": result.drained,
-        "usage": usage,
-        "worker_cpu_per_audio_s": result.engine_cpu_s / audio_s if audio_s else None,
-        "worker_idle_cpu_per_s": idle_cpu_per_s,
-        "machine_busy_cpu_s": result.machine_busy_cpu_s,
-        "other_processes_cpu_s": max(0.0, result.machine_busy_cpu_s - ours),
-        "other_processes_cores": max(0.0, result.machine_busy_cpu_s - ours) / result.wall_s,
-        "load_avg_1m": list(result.load_avg),
-        "status_max_lag_s": max(lags, default=None),
-        "status_max_rtf": max(rtfs, default=None),
-        "latency": metrics.latency_summaries(records, words),
-        "worker_internals": worker_internals(result.engine_metrics, engine),
-        "drift": metrics.drift(records),
-        "finals_outside_speech": sum(_outside(s) for s in result.streams),
-    }
-
-
-def worker_internals(counters: dict[str, float], engine: str) -> dict[str, float | None]:
-    """Decode counts and mean wall times from the worker's own Prometheus metrics."""
-
-    def ratio(prefix: str, labels: str = "") -> tuple[float | None, float | None]:
-        count = counters.get(f"{prefix}_count{labels}")
-        total = counters.get(f"{prefix}_sum{labels}")
-        if not count or total is None:
-            return count, None
-        return count, total / count
-
-    prefix = f"echostream_{engine}"
-    finals, final_s = ratio(f"{prefix}_decode_seconds", '{purpose="final"}')
-    partials, partial_s = ratio(f"{prefix}_decode_seconds", '{purpose="partial"}')
-    _, latency = ratio(f"{prefix}_final_latency_seconds")
-    _, first = ratio(f"{prefix}_first_partial_latency_seconds")
-    return {
-        "final_decodes": finals,
-        "final_decode_mean_s": final_s,
-        "partial_decodes": partials,
-        "partial_decode_mean_s": partial_s,
-        "own_final_latency_mean_s": latency,
-        "own_first_partial_latency_mean_s": first,
-    }
-
-
-def _outside(stream: StreamResult) -> int:
-    """Finals with text that start in no speech segment (text invented over silence)."""
-    speech = stream.spec.session.speech
-    return sum(
-        1
-        for e in stream.emissions
-        if e.kind == "final"
-        and e.text
-        and not any(s.start <= e.start_sample < s.end for s in speech)
-    )
-
-
-def raw_stream(stream: StreamResult) -> dict[str, object]:
-    clock = stream.clock
-    return {
-        "stream_id": stream.spec.stream_id,
-        "audio_s": stream.spec.session.duration_s,
-        "closed": stream.closed,
-        "speech": [[s.start, s.end] for s in stream.spec.session.speech],
-        "talks": [
-            {"talk": t.name, "corpus": t.corpus, "start": s.start, "end": s.end}
-            for t, s in zip(stream.spec.session.talks, stream.spec.session.talk_spans, strict=True)
-        ],
-        "clock": {"first_sample": clock.firsts, "captured_at": clock.times},
-        "emissions": [
-            {
-                "kind": e.kind,
-                "segment_id": e.segment_id,
-                "start_sample": e.start_sample,
-                "end_sample": e.end_sample,
-                "revision": e.revision,
-                "text": e.text,
-                "emitted_at": e.emitted_at,
-                "words": [[w.text, w.start_sample, w.end_sample] for w in e.words],
-            }
-            for e in stream.emissions
-        ],
-        "segments": metrics.as_dicts(metrics.segment_records(stream)),
-        "words": metrics.as_dicts(metrics.word_records(stream)),
-    }
-
-
 async def single_stream(
     system: EchoStreamNative, stream_id: str, talk_session: Session
 ) -> tuple[PassResult, dict[str, object]]:
@@ -362,75 +295,63 @@ async def single_stream(
     return result, summary
 
 
-async def capacity_ramp(
-    options: Options, talks: list[Talk], workdir: Path, workers: int
-) -> dict[str, object]:
-    system = EchoStreamNative(
-        workdir / f"capacity-{workers}w",
-        options.model,
-        engine=options.primary,
-        workers=workers,
-        env=_threads(options),
+async def capacity_part(
+    options: Options, talks: list[Talk], workdir: Path
+) -> tuple[dict[str, object], dict[str, object]]:
+    """Every engine's ramp on one worker (part ``capacity``) and on ``--scaling-workers``
+    (part ``scaling``), beside its offline decode of the same talks; the summary and raw levels."""
+    plan = Ramp(
+        options.capacity_levels,
+        options.capacity_s,
+        options.capacity_stagger_s,
+        options.gap_s,
+        options.capacity_limits,
     )
-    levels: list[dict[str, object]] = []
-    raw: list[dict[str, object]] = []
-    await system.start()
-    try:
-        for n in options.capacity_levels:
-            await system.wait_idle()
-            specs = [
-                StreamSpec(
-                    f"cap{workers}w{n}-{i}",
-                    session(f"cap{workers}w{n}-{i}", [talks[i % len(talks)]], options.gap_s),
-                    start_delay_s=i * options.capacity_stagger_s,
-                )
-                for i in range(n)
-            ]
-            log(f"capacity, {workers} worker(s): {n} concurrent stream(s)")
-            result = await system.run(specs)
-            summary = pass_summary(result, engine=options.primary)
-            summary["level"] = n
-            scores = [score for st in result.streams for score in metrics.talk_scores(st, {})]
-            summary["streaming_wer"] = metrics.wer_by_corpus(scores)[-1]["streaming_wer"]
-            levels.append(summary)
-            raw.append(
-                {
-                    "level": n,
-                    "statuses": result.statuses,
-                    "streams": [raw_stream(s) for s in result.streams],
-                }
+    workers = [1] if "capacity" in options.parts else []
+    workers += [options.scaling_workers] if "scaling" in options.parts else []
+    engines: dict[str, object] = {}
+    raw: dict[str, object] = {}
+    clips = {t.name: session(t.name, [t], options.gap_s).talk_audio(0) for t in talks}
+    for engine in options.engines:
+        log(f"capacity {engine}: {len(clips)} talks decoded offline first")
+        offline = await asyncio.to_thread(
+            decode_offline,
+            options.model,
+            options.threads,
+            clips,
+            workdir / f"capacity-offline-{engine}",
+            engine,
+        )
+        cost = offline_cost(offline)
+        ramps = []
+        for count in workers:
+            system = EchoStreamNative(
+                workdir / f"capacity-{engine}-{count}w",
+                options.model,
+                engine=engine,
+                workers=count,
+                env=_threads(options),
             )
-            latency = summary["latency"]
-            assert isinstance(latency, dict)
-            final = latency["final_after_speech_end"]
-            log(f"capacity {n}: final {_fmt(final)}, max lag {summary['status_max_lag_s']}")
-            if not _sustains(summary, options.capacity_stop_p95):
-                break
-    finally:
-        await system.stop()
-    sustained = 0
-    for level in levels:
-        if not _sustains(level, options.capacity_stop_p95):
-            break
-        sustained = int(str(level["level"]))
-    return {
-        "workers": workers,
-        "stop_p95_s": options.capacity_stop_p95,
-        "seconds_per_stream": options.capacity_s,
-        "stagger_s": options.capacity_stagger_s,
-        "talks": [t.name for t in talks],
-        "levels": levels,
-        "sustained_streams": sustained,
-        "ramp_exhausted": bool(levels) and _sustains(levels[-1], options.capacity_stop_p95),
-        "raw": raw,
-    }
-
-
-def _sustains(level: dict[str, object], stop_p95: float) -> bool:
-    latency = level["latency"]
-    assert isinstance(latency, dict)
-    p95 = latency["final_after_speech_end"]["p95"]
-    return bool(level["drained"]) and p95 is not None and p95 <= stop_p95
+            await system.start()
+            try:
+                found = await ramp(
+                    system, plan, talks, {n: r.text for n, r in offline.items()}, log
+                )
+            finally:
+                await system.stop()
+            raw[f"{engine}-{count}w"] = found.pop("raw")
+            ramps.append(found)
+        bound = cost["compute_bound_streams"]
+        one = next((r for r in ramps if r["workers"] == 1), None)
+        engines[engine] = {
+            **cost,
+            "offline": {name: asdict(r) for name, r in offline.items()},
+            "ramps": ramps,
+            "sustained_over_compute_bound": int(str(one["sustained_streams"])) / bound
+            if one is not None and isinstance(bound, float)
+            else None,
+        }
+    return {"plan": plan_dict(plan, talks), "engines": engines}, raw
 
 
 def _threads(options: Options) -> dict[str, str]:
@@ -483,7 +404,7 @@ async def run(options: Options) -> dict[str, object]:
     passes: dict[str, object] = {}
     engines: dict[str, dict[str, object]] = {}
     raw: dict[str, object] = {}
-    capacity: dict[str, dict[str, object]] = {}
+    capacity: dict[str, object] | None = None
     found: dict[tuple[str, str], tuple[PassResult, dict[str, object]]] = {}
     described: dict[str, dict[str, object]] = {}
     peer: dict[str, object] | None = None
@@ -496,12 +417,8 @@ async def run(options: Options) -> dict[str, object]:
             described[engine] = EchoStreamNative(
                 workdir, options.model, engine=engine, env=_threads(options)
             ).describe()
-        ramps = [("capacity", 1), ("scaling", options.scaling_workers)]
-        for part, workers in ramps:
-            if part in options.parts and options.capacity_levels:
-                capacity[part] = await capacity_ramp(
-                    options, stuff.capacity_talks, workdir, workers
-                )
+        if options.parts & {"capacity", "scaling"} and options.capacity_levels:
+            capacity, raw["capacity"] = await capacity_part(options, stuff.capacity_talks, workdir)
         offline: dict[str, dict[str, OfflineResult]] = {}
         if found:
             sessions = [stuff.main] + ([stuff.longform] if stuff.longform is not None else [])
@@ -558,8 +475,7 @@ async def run(options: Options) -> dict[str, object]:
         "systems": described,
         "passes": passes,
         "engines": engines,
-        "capacity": capacity.get("capacity") and _without_raw(capacity["capacity"]),
-        "scaling": capacity.get("scaling") and _without_raw(capacity["scaling"]),
+        "capacity": capacity,
         "offline": {name: asdict(r) for name, r in offline.get(options.primary, {}).items()},
         "offline_by_engine": {
             engine: {name: asdict(r) for name, r in found_offline.items()}
@@ -567,9 +483,8 @@ async def run(options: Options) -> dict[str, object]:
         },
         "peer": peer,
         "ingest": ingest_summary(options.out),
+        "soak": report.soak_result(options.out),
     }
-    for part, ramp in capacity.items():
-        raw[part] = ramp["raw"]
     report.write(options.out, results, raw)
     return results
 
@@ -593,10 +508,6 @@ async def latency_passes(
     finally:
         await system.stop()
     return found
-
-
-def _without_raw(ramp: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in ramp.items() if k != "raw"}
 
 
 def peer_words(path: Path) -> dict[str, object]:

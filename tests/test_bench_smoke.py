@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from worker_process import require_model
 from bench import metrics
 from bench.audio import Talk, Utterance, audioeval_samples, session
 from bench.paths import REPO, bench_pythonpath
+from bench.soak import latest_sustained
 from bench.system import Clock, Emission, StreamResult, StreamSpec, TimedWord
 
 
@@ -86,9 +88,81 @@ def test_smoke_bench_writes_a_sane_report(tmp_path: Path) -> None:
     assert "run.py" in summary["system"]["started_as"], summary["system"]
     assert any(u["process"] == "capture" and u["cpu_s"] > 0 for u in main["usage"]), main["usage"]
 
-    levels = summary["capacity"]["levels"]
-    assert levels and levels[0]["level"] == 1
-    _positive(levels[0]["latency"]["final_after_speech_end"]["p50"], "capacity final p50")
+    capacity = summary["capacity"]
+    assert capacity["plan"]["levels"] == [1, 2]
+    assert sorted(capacity["engines"]) == ["fasterwhisper", "whisper"]
+    for engine, found in capacity["engines"].items():
+        _positive(found["offline_cpu_per_audio_s"], f"{engine} offline CPU")
+        _positive(found["compute_bound_streams"], f"{engine} compute bound")
+        (ramp,) = found["ramps"]
+        assert ramp["workers"] == 1 and "MAX_STREAMS" not in str(ramp["settings"]), ramp
+        _ramp_stops_at_its_first_failing_level(ramp)
+        first = ramp["levels"][0]
+        _positive(first["latency"]["final_after_speech_end"]["p50"], f"{engine} capacity final")
+        _positive(first["worker_cpu_per_audio_s"], f"{engine} capacity CPU")
+        _positive(first["worker_peak_rss_mb"], f"{engine} capacity RSS")
+        _rate(first["wer"]["streaming"], f"{engine} capacity streaming WER")
+        _rate(first["wer"]["offline"], f"{engine} capacity offline WER")
+        assert set(first["partials_shed"]) >= {"share", "status_reports_shedding"}
+    assert "## Capacity: concurrent real-time streams" in report and "compute bound" in report
+
+
+def _ramp_stops_at_its_first_failing_level(ramp: dict[str, Any]) -> None:
+    levels = ramp["levels"]
+    assert [lv["level"] for lv in levels] == [1, 2][: len(levels)] and levels, ramp
+    failing = [lv["level"] for lv in levels if lv["failures"]]
+    assert failing in ([], [levels[-1]["level"]]), failing
+    assert len(levels) == 2 or failing, "the ramp stopped without a failing level"
+    passed = [lv["level"] for lv in levels if not lv["failures"]]
+    assert ramp["sustained_streams"] == max(passed, default=0), ramp
+    assert (ramp["first_failing"] or {}).get("level") == (failing or [None])[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_short_soak_reports_latency_and_memory_of_every_process(tmp_path: Path) -> None:
+    model = require_model()
+    if not (corpus_dir() / "manifest.jsonl").is_file():
+        pytest.importorskip("pytest_audioeval")
+    (tmp_path / "raw").mkdir()  # a bench report there: the soak redraws it with its section
+    shutil.copy(REPO / "docs" / "bench" / "raw" / "summary.json", tmp_path / "raw")
+    command = [sys.executable, "-m", "bench.soak", "--out", str(tmp_path), "--model", str(model)]
+    command += ["--minutes", "1", "--streams", "2", "--engine", "whisper", "--split", "dev"]
+    command += ["--session-s", "25"]
+    env = {**os.environ, "PYTHONPATH": bench_pythonpath()}
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    soak = json.loads((tmp_path / "soak" / "soak.json").read_text())
+    assert soak["streams"] == 2 and soak["sessions"] >= 4, soak["sessions"]
+    assert 0.9 < soak["minutes"] < 1.5 and soak["window_s"] == pytest.approx(soak["minutes"] * 20)
+    for window in ("first", "last"):
+        assert soak["final"][window]["n"] > 0, soak["final"]
+        _positive(soak["final"][window]["p95"], f"soak final p95, {window} window")
+    assert isinstance(soak["final"]["p95_change"], float)
+    processes = set(soak["rss"])
+    assert {"capture", "aggregator", "nats-server", "whisper-worker-1"} <= processes, processes
+    for name, found in soak["rss"].items():
+        _positive(found["first_mb"], f"{name} RSS")
+        assert isinstance(found["growth"], float) and not found["exited"], (name, found)
+    assert "Final p95, last window against the first" in (tmp_path / "soak" / "SOAK.md").read_text()
+    assert "## Soak" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_the_soak_takes_its_level_from_the_newest_capacity_result(tmp_path: Path) -> None:
+    def capacity(path: Path, sustained: int, workers: int = 1) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ramp = {"workers": workers, "sustained_streams": sustained}
+        path.write_text(json.dumps({"capacity": {"engines": {"fasterwhisper": {"ramps": [ramp]}}}}))
+
+    capacity(tmp_path / "raw" / "summary.json", 12)
+    capacity(tmp_path / "capacity" / "raw" / "summary.json", 16)
+    os.utime(tmp_path / "raw" / "summary.json", (1e9, 1e9))
+    assert latest_sustained(tmp_path, "fasterwhisper") == 16
+    capacity(tmp_path / "raw" / "summary.json", 20, workers=2)
+    assert latest_sustained(tmp_path, "fasterwhisper") == 16
+    with pytest.raises(SystemExit):
+        latest_sustained(tmp_path, "whisper")
 
 
 def test_the_fallback_samples_read_as_16_khz_speech() -> None:
