@@ -13,7 +13,6 @@ class Clock:
     def __init__(self) -> None:
         self.now = 0.0
         self.cpu = 0.0
-        self.idle = 0.0
 
     def wall(self) -> float:
         return self.now
@@ -21,21 +20,14 @@ class Clock:
     def process(self) -> float:
         return self.cpu
 
-    def machine_idle(self) -> float:
-        return self.idle
 
-
-def meter_at(
-    cores_busy: float, cpu_per_audio_s: float, others_busy: float = 0.0
-) -> tuple[LoadMeter, Clock]:
-    """A meter that saw the process busy on ``cores_busy`` of 2 cores for 10 s, at the given
-    cost, and other processes on ``others_busy``."""
+def meter_at(cores_busy: float, cpu_per_audio_s: float) -> tuple[LoadMeter, Clock]:
+    """A meter that saw the process busy on ``cores_busy`` cores for 10 s, at the given cost."""
     clock = Clock()
-    meter = LoadMeter(10.0, clock=clock.wall, cpu_time=clock.process, idle_time=clock.machine_idle)
+    meter = LoadMeter(10.0, clock=clock.wall, cpu_time=clock.process)
     for second in range(11):
         clock.now = float(second)
         clock.cpu = cores_busy * second
-        clock.idle = max(0.0, 2.0 - cores_busy - others_busy) * second
         meter.record(
             audio_s=second * cores_busy / cpu_per_audio_s,
             partials=PartialTally(),
@@ -52,16 +44,6 @@ def test_cpu_headroom_admits_until_one_more_stream_would_pass_the_share() -> Non
     full, clock = meter_at(cores_busy=1.4, cpu_per_audio_s=0.2)
     decision = admission.decide(streams=7, cap=64, behind_s=0.0, meter=full, now=clock.now)
     assert not decision.admit and "CPU" in decision.reason
-
-
-def test_on_a_shared_machine_the_headroom_is_what_other_processes_leave() -> None:
-    options = AdmissionOptions(cpu_share=0.75, settle_s=0.0, young_s=0.0, learn_audio_s=0.0)
-    admission = Admission(options, cores=2.0)
-    alone, clock = meter_at(cores_busy=0.4, cpu_per_audio_s=0.2)
-    assert admission.decide(streams=2, cap=64, behind_s=0.0, meter=alone, now=clock.now).admit
-    crowded, clock = meter_at(cores_busy=0.4, cpu_per_audio_s=0.2, others_busy=1.5)
-    decision = admission.decide(streams=2, cap=64, behind_s=0.0, meter=crowded, now=clock.now)
-    assert not decision.admit and "of 0.50 cores" in decision.reason
 
 
 def test_until_streams_have_shown_their_cost_one_is_assumed_to_cost_the_prior() -> None:

@@ -104,15 +104,15 @@ class WorkerSettings(ServiceSettings):
     degrade_lag_s: float = Field(
         default=2.0,
         gt=0,
-        description="above this lag the worker reports degraded; it takes no jobs above half of it, "
-        "where batch engines stop partials",
+        description="above this lag the worker reports degraded; a stream that stays above half "
+        "of it for 5 s without catching up (batch engines stop partials there) stops admission",
     )
     admit_cpu_share: float = Field(
         default=0.75,
         gt=0,
         le=1,
-        description="share of the usable cores the worker's CPU may reach with one more stream "
-        "(each stream costing the CPU-s per audio-s measured over the last seconds)",
+        description="share of the usable cores the worker's CPU may reach with one more stream, "
+        "each costing the CPU-s per audio-s measured over the last seconds",
     )
     admit_settle_s: float = Field(
         default=1.5,

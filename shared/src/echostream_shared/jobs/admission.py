@@ -4,9 +4,7 @@ A job is taken while the streams keep up: no stream stayed more than ``admit_lag
 real time (where batch engines start shedding partials) all through the last seconds, unless it
 is catching up (a job taken from the queue starts as far behind as it waited there; refusing
 others for that would only make them wait longer). And while the process's CPU use plus what one
-more stream costs stays within ``cpu_share`` of the cores it may use, or of what it has now plus
-what other processes leave idle, if that is less (on a shared machine the others' load leaves it
-less than its cores). A stream's cost is the CPU-seconds per audio second the process spent (over the window, or
+more stream costs stays within ``cpu_share`` of the cores it may use. A stream's cost is the CPU-seconds per audio second the process spent (over the window, or
 since its first audio if that is more); until ``learn_audio_s`` of audio has shown what streams
 cost here (a stream's first final comes seconds after it starts), a stream is assumed to cost at
 least ``prior_cpu_per_audio_s``. A stream admitted within the last ``young_s`` has not shown its
@@ -67,9 +65,8 @@ class Admission:
             cost = max(cost, options.prior_cpu_per_audio_s)
         young = min(len(self._admitted_at), streams)
         predicted = meter.cpu_rate() + (young + 1) * cost
-        available = min(self.cores, meter.cpu_rate() + meter.idle_cores())
-        if predicted > options.cpu_share * available:
+        if predicted > options.cpu_share * self.cores:
             return Decision(
-                False, f"CPU: {predicted:.2f} of {available:.2f} cores with one more", predicted
+                False, f"CPU: {predicted:.2f} of {self.cores:g} cores with one more", predicted
             )
         return Decision(True, predicted_cpu=predicted)

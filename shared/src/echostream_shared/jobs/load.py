@@ -3,7 +3,6 @@ took in, and the partials they shed, over a recent window."""
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections import deque
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-PROC_STAT = Path("/proc/stat")
 
 
 def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> float:
@@ -26,17 +24,6 @@ def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> float:
     except (OSError, ValueError):
         pass
     return max(cores, 0.01)
-
-
-def machine_idle_s(stat: Path = PROC_STAT) -> float:
-    """CPU-seconds the machine's cores have been idle since boot (``/proc/stat``), or +inf where
-    that is unknown (then only the process's own use counts)."""
-    try:
-        fields = stat.read_text().split("\n", 1)[0].split()
-        idle_ticks = int(fields[4]) + int(fields[5])  # idle, iowait
-    except (OSError, ValueError, IndexError):
-        return math.inf
-    return idle_ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +61,6 @@ class PartialTally:
 class _Sample:
     at: float
     cpu_s: float
-    idle_s: float
     audio_s: float
     partials: PartialTally
 
@@ -89,12 +75,10 @@ class LoadMeter:
         *,
         clock: Callable[[], float] = time.monotonic,
         cpu_time: Callable[[], float] = time.process_time,
-        idle_time: Callable[[], float] = machine_idle_s,
     ) -> None:
         self.window_s = window_s
         self._clock = clock
         self._cpu_time = cpu_time
-        self._idle_time = idle_time
         self._samples: deque[_Sample] = deque()
         self._first_audio: _Sample | None = None
 
@@ -102,7 +86,7 @@ class LoadMeter:
         """``audio_s``: seconds of audio every stream of the process took in so far, finished
         ones included; ``partials``: the engine's tally so far."""
         now = self._clock()
-        sample = _Sample(now, self._cpu_time(), self._idle_time(), audio_s, partials)
+        sample = _Sample(now, self._cpu_time(), audio_s, partials)
         self._samples.append(sample)
         if self._first_audio is None and audio_s > 0:
             self._first_audio = sample
@@ -118,13 +102,6 @@ class LoadMeter:
         if self.span_s <= 0:
             return 0.0
         return (self._samples[-1].cpu_s - self._samples[0].cpu_s) / self.span_s
-
-    def idle_cores(self) -> float:
-        """Cores of the machine nobody used (+inf where unknown): what other processes leave."""
-        if self.span_s <= 0:
-            return math.inf
-        idle = self._samples[-1].idle_s - self._samples[0].idle_s
-        return idle / self.span_s if math.isfinite(idle) else math.inf
 
     def cpu_per_audio_s(self, min_audio_s: float = 1.0) -> float | None:
         """CPU-seconds per second of audio taken in: what one more real-time stream would cost.
