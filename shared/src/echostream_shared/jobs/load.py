@@ -159,11 +159,16 @@ class LagHistory:
         self._lags.pop(key, None)
 
     def behind_s(self) -> float:
-        """The largest lag a stream kept all through the window, among streams not catching up
-        (their lag fell by ``catching_up_s`` or more over the window)."""
-        floors = [
-            min(lag for _, lag in lags)
-            for lags in self._lags.values()
-            if lags[-1][1] > lags[0][1] - self.catching_up_s
-        ]
+        """The largest lag a stream kept all through the window, among streams not catching up.
+
+        A stream catches up when the least lag of the window's second half is ``catching_up_s``
+        below the first half's; least lags, because a decode makes lag jump for a moment.
+        """
+        floors = []
+        for lags in self._lags.values():
+            middle = lags[0][0] + (lags[-1][0] - lags[0][0]) / 2
+            early = min(lag for at, lag in lags if at <= middle)
+            late = min(lag for at, lag in lags if at >= middle)
+            if late > early - self.catching_up_s:
+                floors.append(min(early, late))
         return max(floors, default=0.0)
