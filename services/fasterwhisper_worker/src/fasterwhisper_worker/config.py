@@ -30,7 +30,18 @@ class FasterWhisperWorkerSettings(SegmentedWorkerSettings):
         default="int8", description="CTranslate2 weight type on the CPU (int8: ~2x float32's speed)"
     )
     threads: int = Field(default=2, ge=1, le=64, description="CTranslate2 threads per decode")
-    decoders: int = Field(default=1, ge=1, le=16, description="decodes run at once (one model)")
+    decoders: int = Field(
+        default=1, ge=1, le=16, description="batches decoded at once (one model, one thread each)"
+    )
+    batch_max: int = Field(
+        default=16, ge=1, le=64, description="clips of concurrent streams decoded in one batch"
+    )
+    batch_gather_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=100,
+        description="an idle decoder waits this long after a clip for others to batch with it",
+    )
     beam_size: int = Field(
         default=1, ge=1, le=10, description="finals' beam; 1 is greedy, as whisper.cpp's worker"
     )

@@ -23,5 +23,7 @@ def fasterwhisper_transcriber(settings: FasterWhisperWorkerSettings) -> FasterWh
             beam_size=settings.beam_size,
             final_margin_s=settings.final_margin_s,
             temperature_fallback=settings.temperature_fallback,
+            batch_max=settings.batch_max,
+            batch_gather_s=settings.batch_gather_ms / 1000,
         )
     )

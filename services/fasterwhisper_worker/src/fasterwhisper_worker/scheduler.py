@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -33,12 +33,16 @@ class _Pending(Generic[Request, Result]):
     future: Future[Result] = field(compare=False)
 
 
+Deliver = Callable[[int, Result | Exception], None]
+
+
 class BatchScheduler(Generic[Request, Result]):
-    """Runs ``run`` on batches of requests; ``run`` returns each request's result or exception."""
+    """Runs ``run`` on batches of requests; ``run`` delivers each request's result or exception,
+    by its index in the batch, as soon as it has it."""
 
     def __init__(
         self,
-        run: Callable[[Sequence[Request]], Sequence[Result | Exception]],
+        run: Callable[[Sequence[Request], Deliver[Result]], None],
         rank: Callable[[Request], int],
         *,
         max_batch: int,
@@ -89,15 +93,23 @@ class BatchScheduler(Generic[Request, Result]):
 
     def _serve(self) -> None:
         while (batch := self._next_batch()) is not None:
-            try:
-                results: Sequence[Result | Exception] = self._run([p.request for p in batch])
-            except Exception as exc:  # noqa: BLE001 - each caller gets it
-                results = [exc] * len(batch)
-            for pending, result in zip(batch, results, strict=True):
+
+            def deliver(index: int, result: Result | Exception, batch: list[Any] = batch) -> None:
+                future = batch[index].future
+                if future.done():
+                    return
                 if isinstance(result, Exception):
-                    pending.future.set_exception(result)
+                    future.set_exception(result)
                 else:
-                    pending.future.set_result(result)
+                    future.set_result(result)
+
+            try:
+                self._run([p.request for p in batch], deliver)
+            except Exception as exc:  # noqa: BLE001 - each caller not served gets it
+                for index in range(len(batch)):
+                    deliver(index, exc)
+            for index in range(len(batch)):
+                deliver(index, RuntimeError("the batch delivered no result for this request"))
 
     def _next_batch(self) -> list[_Pending[Request, Result]] | None:
         """The most urgent requests (None once closed), after the gathering pause when idle."""
