@@ -13,6 +13,7 @@ class Clock:
     def __init__(self) -> None:
         self.now = 0.0
         self.cpu = 0.0
+        self.wait = 0.0
 
     def wall(self) -> float:
         return self.now
@@ -20,14 +21,21 @@ class Clock:
     def process(self) -> float:
         return self.cpu
 
+    def waited(self) -> float:
+        return self.wait
 
-def meter_at(cores_busy: float, cpu_per_audio_s: float) -> tuple[LoadMeter, Clock]:
-    """A meter that saw the process busy on ``cores_busy`` cores for 10 s, at the given cost."""
+
+def meter_at(
+    cores_busy: float, cpu_per_audio_s: float, waiting: float = 0.0
+) -> tuple[LoadMeter, Clock]:
+    """A meter that saw the process busy on ``cores_busy`` cores for 10 s at the given cost, its
+    threads ``waiting`` for a core that many seconds per second."""
     clock = Clock()
-    meter = LoadMeter(10.0, clock=clock.wall, cpu_time=clock.process)
+    meter = LoadMeter(10.0, clock=clock.wall, cpu_time=clock.process, wait_time=clock.waited)
     for second in range(11):
         clock.now = float(second)
         clock.cpu = cores_busy * second
+        clock.wait = waiting * second
         meter.record(
             audio_s=second * cores_busy / cpu_per_audio_s,
             partials=PartialTally(),
@@ -44,6 +52,16 @@ def test_cpu_headroom_admits_until_one_more_stream_would_pass_the_share() -> Non
     full, clock = meter_at(cores_busy=1.4, cpu_per_audio_s=0.2)
     decision = admission.decide(streams=7, cap=64, behind_s=0.0, meter=full, now=clock.now)
     assert not decision.admit and "CPU" in decision.reason
+
+
+def test_on_a_crowded_machine_the_time_spent_waiting_for_a_core_counts_as_load() -> None:
+    options = AdmissionOptions(cpu_share=0.75, settle_s=0.0, young_s=0.0, learn_audio_s=0.0)
+    admission = Admission(options, cores=2.0)
+    alone, clock = meter_at(cores_busy=0.4, cpu_per_audio_s=0.2)
+    assert admission.decide(streams=2, cap=64, behind_s=0.0, meter=alone, now=clock.now).admit
+    crowded, clock = meter_at(cores_busy=0.4, cpu_per_audio_s=0.2, waiting=1.0)
+    decision = admission.decide(streams=2, cap=64, behind_s=0.0, meter=crowded, now=clock.now)
+    assert not decision.admit and "(1.00 waited)" in decision.reason
 
 
 def test_until_streams_have_shown_their_cost_one_is_assumed_to_cost_the_prior() -> None:

@@ -220,6 +220,9 @@ class WorkerStatus(Message):
     partials_shed: Annotated[int, Field(ge=0)] = 0
     partial_shed_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     cpu_cores: Seconds = Field(default=0.0, description="cores the process kept busy")
+    cpu_wait_cores: Seconds = Field(
+        default=0.0, description="time its threads waited for a core, per second (contention)"
+    )
     cpu_cores_usable: Seconds = 0.0
     load_window_s: Seconds = 0.0
     detail: str = Field(default="", max_length=500)

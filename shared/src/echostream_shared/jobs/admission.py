@@ -4,7 +4,10 @@ A job is taken while the streams keep up: no stream stayed more than ``admit_lag
 real time (where batch engines start shedding partials) all through the last seconds, unless it
 is catching up (a job taken from the queue starts as far behind as it waited there; refusing
 others for that would only make them wait longer). And while the process's CPU use plus what one
-more stream costs stays within ``cpu_share`` of the cores it may use. A stream's cost is the CPU-seconds per audio second the process spent (over the window, or
+more stream costs stays within ``cpu_share`` of the cores it may use. The process's CPU counts
+what it used and what its threads waited for while ready to run: on a machine other processes
+keep busy the scheduler gives the worker less than it asks, and the wait shows it at once (the
+lag only seconds later, once streams are behind). A stream's cost is the CPU-seconds per audio second the process spent (over the window, or
 since its first audio if that is more); until ``learn_audio_s`` of audio has shown what streams
 cost here (a stream's first final comes seconds after it starts), a stream is assumed to cost at
 least ``prior_cpu_per_audio_s``. A stream admitted within the last ``young_s`` has not shown its
@@ -64,9 +67,11 @@ class Admission:
         if meter.audio_seen_s() < options.learn_audio_s:
             cost = max(cost, options.prior_cpu_per_audio_s)
         young = min(len(self._admitted_at), streams)
-        predicted = meter.cpu_rate() + (young + 1) * cost
+        wait = meter.wait_rate()
+        predicted = meter.cpu_rate() + wait + (young + 1) * cost
         if predicted > options.cpu_share * self.cores:
-            return Decision(
-                False, f"CPU: {predicted:.2f} of {self.cores:g} cores with one more", predicted
+            reason = (
+                f"CPU: {predicted:.2f} of {self.cores:g} cores with one more ({wait:.2f} waited)"
             )
+            return Decision(False, reason, predicted)
         return Decision(True, predicted_cpu=predicted)

@@ -1,5 +1,5 @@
-"""A worker's measured load: its process CPU against the cores it may use, the audio its streams
-took in, and the partials they shed, over a recent window."""
+"""A worker's measured load: its process CPU (used, and waited for) against the cores it may use,
+the audio its streams took in, and the partials they shed, over a recent window."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+THREADS = Path("/proc/self/task")
 
 
 def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> float:
@@ -24,6 +25,18 @@ def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> float:
     except (OSError, ValueError):
         pass
     return max(cores, 0.01)
+
+
+def run_queue_wait_s(threads: Path = THREADS) -> float:
+    """Seconds this process's threads spent ready to run but waiting for a core
+    (``/proc/<pid>/task/*/schedstat``); 0 where the kernel does not say."""
+    waited_ns = 0
+    for stat in threads.glob("*/schedstat"):
+        try:
+            waited_ns += int(stat.read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return waited_ns / 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +74,7 @@ class PartialTally:
 class _Sample:
     at: float
     cpu_s: float
+    wait_s: float
     audio_s: float
     partials: PartialTally
 
@@ -75,10 +89,12 @@ class LoadMeter:
         *,
         clock: Callable[[], float] = time.monotonic,
         cpu_time: Callable[[], float] = time.process_time,
+        wait_time: Callable[[], float] = run_queue_wait_s,
     ) -> None:
         self.window_s = window_s
         self._clock = clock
         self._cpu_time = cpu_time
+        self._wait_time = wait_time
         self._samples: deque[_Sample] = deque()
         self._first_audio: _Sample | None = None
 
@@ -86,7 +102,7 @@ class LoadMeter:
         """``audio_s``: seconds of audio every stream of the process took in so far, finished
         ones included; ``partials``: the engine's tally so far."""
         now = self._clock()
-        sample = _Sample(now, self._cpu_time(), audio_s, partials)
+        sample = _Sample(now, self._cpu_time(), self._wait_time(), audio_s, partials)
         self._samples.append(sample)
         if self._first_audio is None and audio_s > 0:
             self._first_audio = sample
@@ -102,6 +118,13 @@ class LoadMeter:
         if self.span_s <= 0:
             return 0.0
         return (self._samples[-1].cpu_s - self._samples[0].cpu_s) / self.span_s
+
+    def wait_rate(self) -> float:
+        """Seconds per wall second the process's threads were ready but waited for a core: its
+        demand beyond what it got, from other processes or from its own threads."""
+        if self.span_s <= 0:
+            return 0.0
+        return max(0.0, self._samples[-1].wait_s - self._samples[0].wait_s) / self.span_s
 
     def cpu_per_audio_s(self, min_audio_s: float = 1.0) -> float | None:
         """CPU-seconds per second of audio taken in: what one more real-time stream would cost.

@@ -22,6 +22,7 @@ class JobMetrics:
     shedding: Gauge
     partials_shed: Counter
     cpu_cores: Gauge
+    cpu_wait_cores: Gauge
     jobs: Counter
     transcripts: Counter
     keep_alive_failures: Counter
@@ -75,6 +76,11 @@ def job_metrics(engine: str, registry: CollectorRegistry = REGISTRY) -> JobMetri
         cpu_cores=Gauge(
             f"{prefix}_cpu_cores",
             "Cores the worker process kept busy over the recent load window",
+            registry=registry,
+        ),
+        cpu_wait_cores=Gauge(
+            f"{prefix}_cpu_wait_cores",
+            "Seconds per second the worker's threads waited for a core (CPU contention)",
             registry=registry,
         ),
         jobs=Counter(f"{prefix}_jobs_total", "Jobs by outcome", ["outcome"], registry=registry),

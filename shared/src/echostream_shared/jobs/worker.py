@@ -125,6 +125,7 @@ class JobWorker:
             "admitting": self._decision.admit,
             "shedding": self._shedding(),
             "cpu_cores": round(self._meter.cpu_rate(), 3),
+            "cpu_wait_cores": round(self._meter.wait_rate(), 3),
             "detail": self._detail,
         }
 
@@ -297,6 +298,7 @@ class JobWorker:
             self._metrics.real_time_factor.set(self._real_time_factor())
             self._metrics.shedding.set(1 if self._shedding() else 0)
             self._metrics.cpu_cores.set(self._meter.cpu_rate())
+            self._metrics.cpu_wait_cores.set(self._meter.wait_rate())
             self._count_shed_partials()
             await self._publish_status(bus)
             with contextlib.suppress(TimeoutError):
@@ -317,6 +319,7 @@ class JobWorker:
             partials_shed=self._meter.partials_total().shed_lag,
             partial_shed_share=_share(recent.shed_lag, recent.due),
             cpu_cores=self._meter.cpu_rate(),
+            cpu_wait_cores=self._meter.wait_rate(),
             cpu_cores_usable=self._admission.cores,
             load_window_s=self._meter.span_s,
             detail=self._detail[:500],
