@@ -19,9 +19,11 @@ METHOD = """\
   more than the margin, the workers' reported lag (mean of `max_lag_s` over the second half of
   full load minus the first half; full load = every stream playing) grows by more than its
   limit, or a session does not drain. The ramp stops there; the level before is **sustained**.
-- **Shed partials**: from the workers' Prometheus counters whose name says `shed` (share =
-  shed / (shed + partial decodes)) and their status reports (share of reports `shedding`);
-  "not published" where the worker has neither. **Not admitting**: share of the level's status
+- **Shed partials**: from the workers' Prometheus counters whose name says `shed` (share of the
+  moments a partial was due = shed / (shed + partial decodes)), by the worker's reason: shed
+  under load (`lag`, the figure that counts) first, skipped for the per-stream CPU budget
+  (`budget`, at any load) in brackets; then the share of status reports `shedding`. "Not
+  published" where the worker has neither. **Not admitting**: share of the level's status
   reports in which a worker took no further job (admission follows measured load).
 - **Compute bound** = cores ÷ the engine's offline CPU-s per audio-s on the same talks, in the
   same run (`getrusage` around one decode per talk in a separate process): the streams the cores
@@ -124,7 +126,7 @@ def _levels(ramp: Json) -> str:
             "streams",
             "final p50 / p95",
             "1st partial p50 / p95",
-            "partials shed",
+            "partials shed under load",
             "reports not admitting",
             "WER streaming / offline",
             "worker CPU-s / audio-s",
@@ -139,14 +141,18 @@ def _levels(ramp: Json) -> str:
 
 
 def _shed(shed: Json) -> str:
+    """Shed under load (the worker's "lag" reason) first; partials skipped for the per-stream
+    CPU budget are by design at any load, so they are shown apart."""
     share, reports = shed.get("share"), shed.get("status_reports_shedding")
     if share is None and reports is None:
         return "not published"
+    reasons = shed.get("share_by_reason") or {}
     parts = []
-    if share is not None:
-        reasons = shed.get("share_by_reason") or {}
-        detail = ", ".join(f"{r} {pct(v)}" for r, v in sorted(reasons.items()) if r != "all")
-        parts.append(pct(share) + (f" ({detail})" if detail else ""))
+    if "lag" in reasons:
+        others = ", ".join(f"{r} {pct(v)}" for r, v in sorted(reasons.items()) if r != "lag")
+        parts.append(f"{pct(reasons['lag'])}" + (f" ({others} skipped)" if others else ""))
+    elif share is not None:
+        parts.append(pct(share))
     if reports is not None:
         parts.append(f"shedding in {pct(reports)} of reports")
     return ", ".join(parts)
