@@ -67,7 +67,7 @@ config-reference: $(VENV)/.synced ## rewrite the configuration reference of docs
 
 BENCH := PYTHONPATH=tests:. $(BIN)/python -m bench
 
-bench: install bench-ingest ## every benchmark, the peer beside us, one report: docs/bench/REPORT.md (~45 min)
+bench: install bench-ingest ## every benchmark, the peer beside us, one report: docs/bench/REPORT.md (~1 h: both engines ramped twice)
 	-$(MAKE) --no-print-directory peer-install
 	$(BENCH) --out docs/bench
 

@@ -41,8 +41,8 @@ def capacity_section(results: Json) -> str:
         f"A level fails at final p95 > {limits['final_p95_s']} s, first partial p95 > "
         f"{limits['first_partial_p95_s']} s, streaming WER > offline + "
         f"{100 * limits['wer_over_offline']:.0f} pt (judged from {limits['wer_min_words']} "
-        f"reference words in the level on: below that one word is more than a point), lag growing > {limits['lag_growth_s']} s "
-        "under full load, or a session not draining.",
+        f"reference words in the level on: below that one word is more than a point), lag "
+        f"growing > {limits['lag_growth_s']} s under full load, or a session not draining.",
         "",
         _overview(capacity, results["meta"]["cores"]),
         "",
@@ -167,7 +167,9 @@ def _ending(ramp: Json) -> str:
     text = f"Sustained: **{sustained(ramp)}** concurrent real-time stream(s)"
     if failing:
         text += f"; {failing['level']} failed ({'; '.join(failing['reasons'])})"
-    settings = ", ".join(f"`{k}={v}`" for k, v in sorted(ramp.get("settings", {}).items()))
+    others = tuple(f"ECHOSTREAM_{e.upper()}_" for e in NAMES if e != ramp["engine"])
+    given = {k: v for k, v in ramp.get("settings", {}).items() if not k.startswith(others)}
+    settings = ", ".join(f"`{k}={v}`" for k, v in sorted(given.items()))
     return text + f". Settings given: {settings or 'none'}."
 
 
