@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -58,6 +58,7 @@ class BatchScheduler(Generic[Request, Result]):
         self._seq = 0
         self._cond = threading.Condition()
         self._closed = False
+        self.batches = 0  # batches run, for tests and metrics
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
             for i in range(threads)
@@ -94,7 +95,11 @@ class BatchScheduler(Generic[Request, Result]):
     def _serve(self) -> None:
         while (batch := self._next_batch()) is not None:
 
-            def deliver(index: int, result: Result | Exception, batch: list[Any] = batch) -> None:
+            def deliver(
+                index: int,
+                result: Result | Exception,
+                batch: list[_Pending[Request, Result]] = batch,
+            ) -> None:
                 future = batch[index].future
                 if future.done():
                     return
@@ -128,6 +133,7 @@ class BatchScheduler(Generic[Request, Result]):
                 del self._pending[: self._max_batch]
                 batch = [p for p in taken if p.future.set_running_or_notify_cancel()]
                 if batch:
+                    self.batches += 1
                     return batch
                 while not self._pending and not self._closed:
                     self._cond.wait()

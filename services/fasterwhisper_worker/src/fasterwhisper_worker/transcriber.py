@@ -154,6 +154,11 @@ class FasterWhisperTranscriber:
         """Clips waiting for a batch."""
         return self._scheduler.queued
 
+    @property
+    def batches(self) -> int:
+        """Batches decoded so far."""
+        return self._scheduler.batches
+
     async def aclose(self) -> None:
         """Queued decodes fail with ``RuntimeError``; a running batch ends alone."""
         if self._closed:
