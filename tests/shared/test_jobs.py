@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import bus_reading
 import numpy as np
 import pytest
-from capture_sim import conversation, stream_source
+from capture_sim import Conversation, conversation, stream_source
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
@@ -135,7 +135,7 @@ async def jobs_done(bus: Bus, timeout_s: float = 15) -> None:
     await bus_reading.wait_for_jobs_done(bus, timeout_s, poll_s=0.05)
 
 
-def talk() -> object:
+def talk() -> Conversation:
     tone = (3000 * np.sin(np.arange(8000) / 5)).astype(np.int16)
     return conversation([tone, tone, tone], gap_s=0.5)
 
