@@ -10,18 +10,19 @@ import os
 import httpx
 import numpy as np
 import pytest
-from bus_reading import read_subject
+from bus_reading import BusRecorder, read_subject
 from capture_audio import conversation, packaged, silence
-from capture_harness import RunningCapture, StartCapture
+from capture_harness import MAX_WER, WORKER_SETTINGS, RunningCapture, StartCapture
 from echopanel_client import EchoPanelClient
-from fake_worker import FakeWorker
 from native_client import NativeClient
+from speech_corpus import wer
 from waiting import wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
+from echostream_shared.jobs.worker import JobWorker
 
 RATE = 16_000
 
@@ -32,9 +33,11 @@ async def errors_after(client: NativeClient, count: int) -> list[dict[str, objec
 
 
 async def test_native_rejects_each_bad_message_and_keeps_the_session(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture,
 ) -> None:
-    speech = conversation(names=("hello_world",), gap_s=0.6).pcm.tobytes()
+    capture = capture_with_worker
+    fox = conversation(names=("quick_brown_fox",), gap_s=0.6)
+    speech = fox.pcm.tobytes()
     async with NativeClient(capture.ws) as client:
         await client.ws.send(b"\x00" + speech[:3200])
         await client.send({"type": "start", "sample_rate": 4000})
@@ -74,12 +77,15 @@ async def test_native_rejects_each_bad_message_and_keeps_the_session(
     ]
     assert all(not e["fatal"] and e["message"] for e in client.of_type("error"))
     assert done["complete"] and done["sources"]["mic"]["end_sample"] == len(speech) // 2
-    assert len(client.of_type("final")) == 1
+    said = " ".join(f["text"] for f in client.of_type("final"))
+    assert wer(fox.text, said) <= MAX_WER, said
 
 
 async def test_echopanel_rejects_bad_frames_without_dropping_the_session(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture,
 ) -> None:
+    capture = capture_with_worker
+    fox = conversation(names=("quick_brown_fox",))
     async with EchoPanelClient(capture.ws) as client:
         await client.upload_gate()
         await client.ws.send("garbage{")
@@ -90,7 +96,7 @@ async def test_echopanel_rejects_bad_frames_without_dropping_the_session(
         await client.send_json({"type": "voice_note_audio", "data": "AAAA"})
         await client.send_json({"type": "audio", "source": "my mic!", "data": "AAAA"})
         await client.wait_for(lambda _: len(client.of_type("error")) >= 6)
-        await client.stream({"mic": conversation(names=("counting",)).pcm}, speed=8.0)
+        await client.stream({"mic": fox.pcm}, speed=8.0)
         summary = await client.stop()
     codes = [e["code"] for e in client.of_type("error")]
     assert codes == [
@@ -101,7 +107,9 @@ async def test_echopanel_rejects_bad_frames_without_dropping_the_session(
         "frame_too_large",
         "bad_audio",
     ]
-    assert summary is not None and len(summary["json"]["transcript"]) == 1
+    assert summary is not None
+    said = " ".join(item["text"] for item in summary["json"]["transcript"])
+    assert wer(fox.text, said) <= MAX_WER, said
     assert "error" not in client.statuses()
 
 
@@ -155,9 +163,11 @@ async def session_events(bus: Bus, session_id: str) -> list[m.BusMessage]:
 
 @pytest.mark.parametrize("protocol", ["native", "echopanel"])
 async def test_a_vanished_client_still_gets_its_audio_transcribed(
-    capture: RunningCapture, fake_worker: FakeWorker, bus: Bus, protocol: str
+    capture_with_worker: RunningCapture, recorder: BusRecorder, bus: Bus, protocol: str
 ) -> None:
-    speech = np.concatenate([conversation(names=("quick_brown_fox",), gap_s=0.6).pcm, silence(1)])
+    capture = capture_with_worker
+    fox = conversation(names=("quick_brown_fox",), gap_s=0.6)
+    speech = np.concatenate([fox.pcm, silence(1)])
     sent = len(speech) // 640 * 640 // 2 * 2  # whole 20 ms frames, about 4 s
     bystander = asyncio.create_task(_bystander(capture))
     if protocol == "native":
@@ -173,18 +183,16 @@ async def test_a_vanished_client_still_gets_its_audio_transcribed(
         client_ep.ws.transport.abort()
         source = "mic"
 
-    def closed_sessions() -> list[m.SourceClosed]:
-        return [
-            e
-            for (_, name), events in fake_worker.audio_events.items()
-            for e in events
-            if isinstance(e, m.SourceClosed) and name == source
-        ]
-
-    await wait_until(lambda: len(closed_sessions()) >= 1, 10, "the vanished source's close")
-    closed = closed_sessions()[0]
+    await wait_until(lambda: bool(recorder.closed(source)), 10, "the vanished source's close")
+    closed = recorder.closed(source)[0]
     assert closed.end_sample == sent
-    assert any(f.session_id == closed.session_id for f in fake_worker.finals)
+
+    def transcribed() -> bool:
+        return any(d.session_id == closed.session_id for d in recorder.transcribed)
+
+    await wait_until(transcribed, 30, "the vanished source transcribed")
+    said = recorder.text(closed.session_id)
+    assert wer(fox.text, said) <= MAX_WER, said
     events = await session_events(bus, closed.session_id)
     assert isinstance(events[-1], m.SessionClosed) and events[-1].reason == "disconnected"
     assert await bystander, "another client was served to the end meanwhile"
@@ -193,31 +201,39 @@ async def test_a_vanished_client_still_gets_its_audio_transcribed(
 async def _bystander(capture: RunningCapture) -> bool:
     async with NativeClient(capture.ws) as client:
         await client.start(sources=["bystander"])
-        speech = conversation(names=("hello_world",), gap_s=0.6).pcm.tobytes()
-        await client.stream(0, speech, frame_bytes=640, frames_per_s=150)
+        speech = conversation(names=("quick_brown_fox",), gap_s=0.6)
+        await client.stream(0, speech.pcm.tobytes(), frame_bytes=640, frames_per_s=150)
         done = await client.finish()
-    return bool(done["complete"]) and len(client.of_type("final")) == 1
+    said = " ".join(f["text"] for f in client.of_type("final"))
+    return bool(done["complete"]) and wer(speech.text, said) <= MAX_WER
 
 
 async def test_a_frame_over_the_hard_limit_closes_only_that_connection_cleanly(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture, recorder: BusRecorder
 ) -> None:
-    speech = packaged("counting").pcm.tobytes()
+    capture = capture_with_worker
+    fox = packaged("quick_brown_fox")
     async with NativeClient(capture.ws) as client:
         await client.start()
-        await client.stream(0, speech, frame_bytes=3200)
+        await client.stream(0, fox.pcm.tobytes(), frame_bytes=3200)
+        await client.send({"type": "ping", "id": 1})  # answered once the audio is taken
+        await client.wait_for(lambda msg: msg["type"] == "pong")
         await client.ws.send(b"\x00" + bytes(capture.settings.max_message_bytes * 4 + 2))
         await client.wait_for(lambda _: client.closed)
     assert client.close_code == 1009
-    await wait_until(lambda: len(fake_worker.finals) == 1, 10, "the audio before the big frame")
+    await wait_until(lambda: bool(recorder.transcribed), 30, "the audio before the big frame")
+    (closed,) = recorder.closed("default")
+    assert closed.end_sample == len(fox.pcm)
+    said = recorder.text(closed.session_id)
+    assert wer(fox.text, said) <= MAX_WER, said
     async with NativeClient(capture.ws) as other:
         assert (await other.start())["type"] == "ready"
 
 
 async def test_a_session_stops_taking_audio_at_its_length_limit(
-    start_capture: StartCapture, fake_worker: FakeWorker
+    worker: JobWorker, start_capture: StartCapture
 ) -> None:
-    capture = await start_capture(max_session_s=1.0)
+    capture = await start_capture(max_session_s=1.0, **WORKER_SETTINGS)
     async with NativeClient(capture.ws) as client:
         await client.start()
         await client.stream(0, silence(1.5).tobytes(), frame_bytes=3200)

@@ -1,24 +1,32 @@
-"""``/ws/live-listener`` against the bus, with a scripted worker standing in for the engine."""
+"""``/ws/live-listener`` against the bus, a real faster-whisper worker behind it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from bus_reading import BusRecorder
 from capture_audio import conversation, packaged, silence
-from capture_harness import RunningCapture, StartCapture
+from capture_harness import MAX_WER, WORDED, RunningCapture, StartCapture, speech_spans
 from echopanel_client import STREAMING_STATES, EchoPanelClient
-from fake_worker import FakeWorker
+from fasterwhisper_inprocess import ENGINE
+from speech_corpus import wer
 from websockets.asyncio.client import connect
 
 from capture.echopanel_events import client_segment_id as segment_id
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
+from echostream_shared.jobs.worker import JobWorker
 
 RATE = 16_000
+
+
+def text_of(finals: list[dict[str, Any]]) -> str:
+    return " ".join(f["text"] for f in finals)
 
 
 async def test_health_says_ok_as_the_client_expects(capture: RunningCapture) -> None:
@@ -30,11 +38,13 @@ async def test_health_says_ok_as_the_client_expects(capture: RunningCapture) -> 
 
 
 async def test_a_two_source_session_streams_transcribes_and_summarizes(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture,
 ) -> None:
-    system = conversation(gap_s=0.6).pcm
-    mic = np.concatenate([silence(0.5), packaged("hello_world").pcm, silence(0.8)])
-    async with EchoPanelClient(capture.ws) as client:
+    talk = conversation(names=WORDED)
+    fox = packaged("quick_brown_fox")
+    system = talk.pcm
+    mic = np.concatenate([silence(0.5), fox.pcm, silence(0.8)])
+    async with EchoPanelClient(capture_with_worker.ws) as client:
         await client.stream({"system": system, "mic": mic}, speed=4.0)
         summary = await client.stop()
 
@@ -49,7 +59,9 @@ async def test_a_two_source_session_streams_transcribes_and_summarizes(
 
     finals = client.of_type("asr_final")
     assert {f["source"] for f in finals} == {"system", "mic"}
-    assert len([f for f in finals if f["source"] == "system"]) == 3
+    for source, speech in (("system", talk), ("mic", fox)):
+        said = text_of([f for f in finals if f["source"] == source])
+        assert wer(speech.text, said) <= MAX_WER, (source, said)
     for final in finals:
         assert final["attempt_id"] == client.attempt_id
         assert final["session_id"] == client.session_id
@@ -68,30 +80,36 @@ async def test_a_two_source_session_streams_transcribes_and_summarizes(
 
 
 async def test_t0_and_t1_are_seconds_on_each_source_clock(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture, recorder: BusRecorder
 ) -> None:
-    speech = packaged("quick_brown_fox").pcm
-    mic = np.concatenate([silence(1.0), speech, silence(1.0)])
+    speech = packaged("quick_brown_fox")
+    mic = np.concatenate([silence(1.0), speech.pcm, silence(1.0)])
     loud = np.nonzero(np.abs(mic.astype(np.int32)) > 1000)[0] / RATE
-    async with EchoPanelClient(capture.ws) as client:
+    async with EchoPanelClient(capture_with_worker.ws) as client:
         await client.stream({"mic": mic}, speed=8.0)
         await client.stop()
-    (final,) = client.of_type("asr_final")
-    # The scripted worker's text names the samples of its segment, as VAD placed it.
-    start, end = (int(word.strip(".")) for word in final["text"].split()[2::2])
-    assert final["t0"] == round(start / RATE, 3) and final["t1"] == round(end / RATE, 3)
-    assert loud[0] - 0.5 <= final["t0"] <= loud[0] - 0.2, "pre-roll puts the start before the onset"
-    assert loud[-1] <= final["t1"] <= loud[-1] + 0.6
+    finals = client.of_type("asr_final")
+    assert wer(speech.text, text_of(finals)) <= MAX_WER, text_of(finals)
+    published = [f for f in recorder.finals if f.text.strip()]
+    assert [(f["t0"], f["t1"]) for f in finals] == [
+        (round(f.start_sample / RATE, 3), round(f.end_sample / RATE, 3)) for f in published
+    ]
+    # Finals cover the VAD's segment, which starts a pre-roll before the onset.
+    ((start, end),) = speech_spans(mic)
+    assert finals[0]["t0"] == round(start, 3) and finals[-1]["t1"] == round(end, 3)
+    assert loud[0] - 0.5 <= finals[0]["t0"] <= loud[0] - 0.2
+    assert loud[-1] <= finals[-1]["t1"] <= loud[-1] + 0.6
 
 
-async def test_json_base64_audio_is_accepted(
-    capture: RunningCapture, fake_worker: FakeWorker
-) -> None:
-    async with EchoPanelClient(capture.ws, binary=False) as client:
-        await client.stream({"mic": conversation(names=("counting",)).pcm}, speed=8.0)
+async def test_json_base64_audio_is_accepted(capture_with_worker: RunningCapture) -> None:
+    speech = conversation(names=("quick_brown_fox",))
+    async with EchoPanelClient(capture_with_worker.ws, binary=False) as client:
+        await client.stream({"mic": speech.pcm}, speed=8.0)
         summary = await client.stop()
     assert summary is not None
-    assert [f["source"] for f in client.of_type("asr_final")] == ["mic"]
+    finals = client.of_type("asr_final")
+    assert finals and {f["source"] for f in finals} == {"mic"}
+    assert wer(speech.text, text_of(finals)) <= MAX_WER
 
 
 async def test_a_bare_start_and_a_stop_without_audio_end_cleanly(capture: RunningCapture) -> None:
@@ -107,9 +125,9 @@ async def test_a_bare_start_and_a_stop_without_audio_end_cleanly(capture: Runnin
 
 
 async def test_a_third_source_is_refused_with_a_warning(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture,
 ) -> None:
-    async with EchoPanelClient(capture.ws, binary=False) as client:
+    async with EchoPanelClient(capture_with_worker.ws, binary=False) as client:
         await client.upload_gate()
         for source in ("system", "mic"):
             await client.send_frame(source, silence(0.02))
@@ -147,21 +165,20 @@ async def test_either_token_header_is_accepted(start_capture: StartCapture, head
         assert json.loads(await ws.recv())["state"] == "connected"
 
 
-async def test_the_transcript_engine_is_configurable(start_capture: StartCapture, bus: Bus) -> None:
-    capture = await start_capture(engines=("whisper", "voxtral"), echopanel_engine="voxtral")
-    voxtral = FakeWorker(bus, engine="voxtral")
-    stop = asyncio.Event()
-    task = asyncio.create_task(voxtral.run(stop))
-    try:
-        async with EchoPanelClient(capture.ws) as client:
-            await client.stream({"mic": conversation(names=("hello_world",)).pcm}, speed=8.0)
-            summary = await client.stop()
-    finally:
-        stop.set()
-        await task
-    assert summary is not None and len(client.of_type("asr_final")) == 1
-    assert voxtral.finals and all(f.engine == "voxtral" for f in voxtral.finals)
-    jobs = await bus.js.stream_info("EP_JOBS")
+async def test_the_transcript_engine_is_configurable(
+    worker: JobWorker, start_capture: StartCapture, recorder: BusRecorder, bus: Bus
+) -> None:
+    capture = await start_capture(engines=("whisper", ENGINE), echopanel_engine=ENGINE)
+    speech = conversation(names=("quick_brown_fox",))
+    async with EchoPanelClient(capture.ws) as client:
+        await client.stream({"mic": speech.pcm}, speed=8.0)
+        summary = await client.stop()
+    assert summary is not None
+    finals = client.of_type("asr_final")
+    assert wer(speech.text, text_of(finals)) <= MAX_WER, text_of(finals)
+    assert [item["text"] for item in summary["json"]["transcript"]] == [f["text"] for f in finals]
+    assert recorder.finals and all(f.engine == ENGINE for f in recorder.finals)
+    jobs = await bus.js.stream_info(t.JOB_STREAM)
     assert jobs.state.messages >= 1, "a whisper job waits for a whisper worker too"
 
 

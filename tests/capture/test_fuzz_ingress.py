@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from capture_audio import encode, packaged
 from capture_harness import RunningCapture
-from fake_worker import FakeWorker
 from hypothesis import HealthCheck, given, settings, strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -92,8 +91,9 @@ def receive_until(ws: ClientConnection, kinds: set[str], timeout_s: float) -> li
 
 
 async def test_echopanel_frames_never_crash_a_connection(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture,
 ) -> None:
+    capture = capture_with_worker
     header = st.sampled_from(
         [b"", b"EP\x01\x00", b"EP\x01\x01", b"EP\x01\x05", b"EP\x02\x00", b"E"]
     )
@@ -118,8 +118,9 @@ async def test_echopanel_frames_never_crash_a_connection(
 
 
 async def test_native_frames_never_crash_a_connection(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture,
 ) -> None:
+    capture = capture_with_worker
     header = st.sampled_from([b"", b"\x00", b"\x01", b"\xff"])
     frames = st.lists(binary_frames(header) | json_messages(["start", "end", "ping"]), max_size=8)
     before = internal_errors("native")
@@ -206,7 +207,7 @@ def test_tags_that_are_not_utf8_do_not_make_a_file_undecodable(tmp_path: Path) -
 
 @pytest.mark.parametrize(("path", "end"), [("/ws/live-listener", "stop"), ("/v1/stream", "end")])
 async def test_a_client_gone_right_after_its_end_is_no_internal_error(
-    capture: RunningCapture, fake_worker: FakeWorker, path: str, end: str
+    capture_with_worker: RunningCapture, path: str, end: str
 ) -> None:
     """Found by fuzzing from outside: closing the socket of a client that had already closed it
     ended EchoPanel connections with a logged traceback."""
@@ -215,7 +216,7 @@ async def test_a_client_gone_right_after_its_end_is_no_internal_error(
 
     def hang_up_after_end() -> None:
         for _ in range(20):
-            with connect(capture.ws + path) as ws:
+            with connect(capture_with_worker.ws + path) as ws:
                 ws.send(json.dumps({"type": "start", "session_id": "gone"}))
                 ws.send(
                     b"EP\x01\x00" + SPEECH[:6400] if "live" in path else b"\x00" + SPEECH[:6400]

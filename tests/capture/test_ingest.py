@@ -6,10 +6,9 @@ import httpx
 import nats
 import numpy as np
 import pytest
-from bus_reading import read_subject
+from bus_reading import BusRecorder, read_subject
 from capture_audio import conversation
-from capture_harness import StartCapture
-from fake_worker import FakeWorker
+from capture_harness import WORDED, WORKER_SETTINGS, StartCapture
 from native_client import NativeClient
 from nats_server import NatsServer
 from waiting import wait_until
@@ -19,6 +18,7 @@ from capture.session import Session
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 from echostream_shared.codec import decode
+from echostream_shared.jobs.worker import JobWorker
 
 RATE = 16_000
 
@@ -66,15 +66,19 @@ async def test_session_source_and_audio_messages_follow_the_contract(bus: Bus, b
 
 
 async def test_a_nats_outage_pauses_publishing_reports_backpressure_and_loses_nothing(
-    start_capture: StartCapture, fake_worker: FakeWorker, nats_server: NatsServer, bus: Bus
+    worker: JobWorker,
+    start_capture: StartCapture,
+    recorder: BusRecorder,
+    nats_server: NatsServer,
+    bus: Bus,
 ) -> None:
-    capture = await start_capture(backlog_warn_s=0.5, backlog_max_s=30)
-    speech = conversation(gap_s=0.8).pcm
+    capture = await start_capture(backlog_warn_s=0.5, backlog_max_s=30, **WORKER_SETTINGS)
+    speech = conversation(names=WORDED).pcm
     half = len(speech) // 2 // 640 * 640
     async with NativeClient(capture.ws) as client:
         await client.start()
         await client.stream(0, speech[:half].tobytes(), frame_bytes=640)
-        await wait_until(lambda: len(fake_worker.chunks) > 0, 5, "audio on the bus")
+        await wait_until(lambda: bool(recorder.chunks()), 5, "audio on the bus")
         nats_server.stop()
         await client.stream(0, speech[half:].tobytes(), frame_bytes=640, frames_per_s=100)
         notice = await client.wait_for(lambda msg: msg["type"] == "backpressure", 5)

@@ -1,38 +1,42 @@
-"""The native protocol (``/v1/stream``) against the bus, with a scripted worker."""
+"""The native protocol (``/v1/stream``) against the bus, a real faster-whisper worker behind it."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pytest
-from bus_reading import read_subject
+from bus_reading import BusRecorder, read_subject
 from capture_audio import conversation, convert, packaged
-from capture_harness import RunningCapture
-from fake_worker import FakeWorker
+from capture_harness import MAX_WER, WORDED, RunningCapture, speech_spans
+from fasterwhisper_inprocess import ENGINE
 from native_client import NativeClient
+from speech_corpus import wer
 
-from capture.vad import SpeechDetector, VadConfig
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
 
 RATE = 16_000
 
 
-def speech_spans(pcm: npt.NDArray[np.int16]) -> list[tuple[float, float]]:
-    detector = SpeechDetector(VadConfig())
-    found = [b.sample / RATE for b in detector.push(pcm) + detector.finish(len(pcm))]
-    return list(zip(found[::2], found[1::2], strict=True))
+def spoken(finals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Finals with words: an empty final only withdraws a partial of audio that held none (the
+    worker may see the pre-roll before the VAD's speech start)."""
+    return [f for f in finals if f["text"]]
+
+
+def text_of(finals: list[dict[str, Any]]) -> str:
+    return " ".join(str(f["text"]) for f in spoken(finals))
 
 
 async def test_a_session_streams_and_ends_with_everything_transcribed(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture, recorder: BusRecorder
 ) -> None:
-    speech = conversation(gap_s=0.8)
+    capture = capture_with_worker
+    speech = conversation(names=WORDED)
     async with NativeClient(capture.ws) as client:
         ready = await client.start(sources=["mic"])
-        assert ready["type"] == "ready" and ready["engine"] == "whisper"
+        assert ready["type"] == "ready" and ready["engine"] == ENGINE
         assert ready["sources"] == [
             {
                 "index": 0,
@@ -48,9 +52,10 @@ async def test_a_session_streams_and_ends_with_everything_transcribed(
     assert done["sources"]["mic"]["end_sample"] == len(speech.pcm)
     assert client.messages[-1] == done and client.close_code == 1000
     finals = client.of_type("final")
-    assert len(finals) == 3 == len(fake_worker.finals)
-    for final, sent in zip(finals, fake_worker.finals, strict=True):
-        assert final["segment_id"] == sent.segment_id and final["text"] == sent.text
+    assert wer(speech.text, text_of(finals)) <= MAX_WER, text_of(finals)
+    assert len(spoken(finals)) >= 3, "a final or more per utterance"
+    for final, sent in zip(finals, recorder.finals, strict=True):
+        assert final["segment_id"] == sent.segment_id and final["text"] == sent.text.strip()
         assert final["start"] == round(sent.start_sample / RATE, 3)
         assert final["end_sample"] == sent.end_sample
     partials = client.of_type("partial")
@@ -64,13 +69,14 @@ async def test_a_session_streams_and_ends_with_everything_transcribed(
     [(8000, 1, "pcm_s16le"), (44100, 2, "pcm_f32le"), (48000, 2, "pcm_s16le")],
 )
 async def test_any_common_format_lands_on_the_bus_as_16khz_mono(
-    capture: RunningCapture,
-    fake_worker: FakeWorker,
+    capture_with_worker: RunningCapture,
+    recorder: BusRecorder,
     rate: int,
     channels: int,
     encoding: str,
 ) -> None:
-    speech = conversation(gap_s=0.8)
+    capture = capture_with_worker
+    speech = conversation(names=WORDED)
     data = convert(speech.pcm, rate, channels, encoding)
     frame_bytes = (rate // 50) * channels * (4 if encoding == "pcm_f32le" else 2)
     async with NativeClient(capture.ws) as client:
@@ -80,16 +86,18 @@ async def test_any_common_format_lands_on_the_bus_as_16khz_mono(
     assert done["complete"] is True
     assert abs(done["sources"]["s"]["end_sample"] - len(speech.pcm)) <= 16
     # The same speech boundaries as the 16 kHz original: the resampled audio is aligned.
-    spans = [(f["start"], f["end"]) for f in client.of_type("final")]
+    spans = recorder.speech(done["session_id"], "s")
     assert len(spans) == len(reference := speech_spans(speech.pcm)) == 3
     for (start, end), (want_start, want_end) in zip(spans, reference, strict=True):
-        assert abs(start - want_start) <= 0.064 and abs(end - want_end) <= 0.064
+        assert abs(start / RATE - want_start) <= 0.064 and abs(end / RATE - want_end) <= 0.064
+    assert wer(speech.text, text_of(client.of_type("final"))) <= MAX_WER
 
 
 async def test_sources_with_their_own_formats_and_a_source_ended_early(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture,
 ) -> None:
-    fox, count = packaged("quick_brown_fox"), conversation(names=("counting",))
+    capture = capture_with_worker
+    fox, fox_again = packaged("quick_brown_fox"), conversation(names=("quick_brown_fox",))
     async with NativeClient(capture.ws) as client:
         await client.start(
             sources=[{"name": "a", "sample_rate": 48000, "encoding": "pcm_f32le"}, "b"],
@@ -99,22 +107,25 @@ async def test_sources_with_their_own_formats_and_a_source_ended_early(
         await client.send({"type": "end", "source": "a"})
         ended = await client.wait_for(lambda msg: msg["type"] == "source_ended")
         assert ended["source"] == "a" and ended["complete"] is True
-        await client.stream(1, count.pcm.tobytes(), frame_bytes=640)
+        await client.stream(1, fox_again.pcm.tobytes(), frame_bytes=640)
         done = await client.finish()
     assert set(done["sources"]) == {"a", "b"} and done["complete"]
-    assert {f["source"] for f in client.of_type("final")} == {"a", "b"}
+    finals = client.of_type("final")
+    for source, speech in (("a", fox), ("b", fox_again)):
+        mine = text_of([f for f in finals if f["source"] == source])
+        assert wer(speech.text, mine) <= MAX_WER, (source, mine)
 
 
-async def test_ping_and_no_partials_when_declined(
-    capture: RunningCapture, fake_worker: FakeWorker
-) -> None:
-    async with NativeClient(capture.ws) as client:
+async def test_ping_and_no_partials_when_declined(capture_with_worker: RunningCapture) -> None:
+    speech = conversation(names=("quick_brown_fox",))
+    async with NativeClient(capture_with_worker.ws) as client:
         await client.start(partials=False)
         await client.send({"type": "ping", "id": 7})
         assert (await client.wait_for(lambda msg: msg["type"] == "pong"))["id"] == 7
-        await client.stream(0, conversation(names=("hello_world",)).pcm.tobytes(), 3200)
+        await client.stream(0, speech.pcm.tobytes(), 3200)
         await client.finish()
-    assert client.of_type("final") and not client.of_type("partial")
+    assert not client.of_type("partial")
+    assert wer(speech.text, text_of(client.of_type("final"))) <= MAX_WER
 
 
 async def test_backpressure_is_reported_when_workers_fall_behind(
@@ -137,16 +148,17 @@ async def test_backpressure_is_reported_when_workers_fall_behind(
 
 
 async def test_many_concurrent_sessions_on_one_process(
-    capture: RunningCapture, fake_worker: FakeWorker
+    capture_with_worker: RunningCapture,
 ) -> None:
-    speech = conversation(names=("hello_world",), gap_s=0.6).pcm.tobytes()
+    speech = conversation(names=("hello_world",), gap_s=0.6)
 
     async def one() -> dict[str, object]:
-        async with NativeClient(capture.ws) as client:
+        async with NativeClient(capture_with_worker.ws) as client:
             await client.start()
-            await client.stream(0, speech, frame_bytes=3200)
+            await client.stream(0, speech.pcm.tobytes(), frame_bytes=3200)
             done = await client.finish()
-            assert len(client.of_type("final")) == 1
+            said = text_of(client.of_type("final"))
+            assert wer(speech.text, said) <= MAX_WER, said
             return done
 
     results = await asyncio.gather(*(one() for _ in range(24)))
@@ -155,8 +167,9 @@ async def test_many_concurrent_sessions_on_one_process(
 
 
 async def test_a_shutdown_ends_live_sessions_with_their_audio_published(
-    capture: RunningCapture, fake_worker: FakeWorker, bus: Bus
+    capture_with_worker: RunningCapture, bus: Bus
 ) -> None:
+    capture = capture_with_worker
     speech = conversation(names=("quick_brown_fox",), gap_s=0.6).pcm
     async with NativeClient(capture.ws) as client:
         session_id = (await client.start())["session_id"]

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bus_reading import BusRecorder
 from capture_audio import conversation, encode
-from capture_harness import RunningCapture
-from fake_worker import FakeWorker
+from capture_harness import MAX_WER, WORDED, RunningCapture
+from fasterwhisper_inprocess import ENGINE
 from nats.errors import NoRespondersError
 from running_aggregator import running_aggregator
+from speech_corpus import wer
 
 from capture.echopanel_events import stored_final_summary
 from capture.ingest import IngestConfig
@@ -36,7 +38,7 @@ async def aggregator(bus: Bus, tmp_path: Path) -> AsyncIterator[None]:
 
 
 async def uploaded(capture: RunningCapture, tmp_path: Path) -> tuple[str, float]:
-    speech = conversation(gap_s=0.8)
+    speech = conversation(names=WORDED)
     path = encode(speech.pcm, tmp_path / "s.wav", "pcm_s16le", 16000, 1)
     async with httpx.AsyncClient(base_url=capture.http, timeout=30) as http:
         response = await http.post("/v1/transcriptions", content=path.read_bytes())
@@ -45,35 +47,42 @@ async def uploaded(capture: RunningCapture, tmp_path: Path) -> tuple[str, float]
 
 
 async def test_a_stored_session_is_read_and_summarized_for_echopanel(
-    bus: Bus, capture: RunningCapture, fake_worker: FakeWorker, aggregator: None, tmp_path: Path
+    bus: Bus,
+    capture_with_worker: RunningCapture,
+    recorder: BusRecorder,
+    aggregator: None,
+    tmp_path: Path,
 ) -> None:
-    session_id, duration_s = await uploaded(capture, tmp_path)
+    session_id, duration_s = await uploaded(capture_with_worker, tmp_path)
     stored = await read_stored_session(bus, session_id, wait_s=5)
     assert stored is not None and stored.complete
-    assert (stored.client, stored.engine, stored.engines) == ("file", "whisper", ("whisper",))
+    assert (stored.client, stored.engine, stored.engines) == ("file", ENGINE, (ENGINE,))
     assert abs(stored.duration_s - duration_s) < 0.01
     published = sorted(
-        (f for f in fake_worker.finals if f.session_id == session_id),
+        (f for f in recorder.finals if f.session_id == session_id),
         key=lambda f: f.start_sample,
     )
-    assert stored.finals == published and len(published) == 3
+    assert stored.finals == published
+    said = " ".join(f.text for f in published)
+    assert wer(conversation(names=WORDED).text, said) <= MAX_WER, said
 
-    summary = await stored_summary(bus, session_id, "whisper", "client-1", FEATURES, budget_s=5)
+    summary = await stored_summary(bus, session_id, ENGINE, "client-1", FEATURES, budget_s=5)
     assert summary == stored_final_summary("client-1", stored.finals, FEATURES)
     assert summary["json"]["session_id"] == "client-1"
-    assert len(summary["json"]["transcript"]) == 3
+    summarized = " ".join(item["text"] for item in summary["json"]["transcript"])
+    assert summarized == " ".join(f.text.strip() for f in published if f.text.strip())
 
 
 async def test_unknown_sessions_and_engines(
-    bus: Bus, capture: RunningCapture, fake_worker: FakeWorker, aggregator: None, tmp_path: Path
+    bus: Bus, capture_with_worker: RunningCapture, aggregator: None, tmp_path: Path
 ) -> None:
     assert await read_stored_session(bus, "nobody") is None
-    assert await stored_summary(bus, "nobody", "whisper", "c", {}, budget_s=1.0) is None
-    session_id, _ = await uploaded(capture, tmp_path)
+    assert await stored_summary(bus, "nobody", ENGINE, "c", {}, budget_s=1.0) is None
+    session_id, _ = await uploaded(capture_with_worker, tmp_path)
     await read_stored_session(bus, session_id, wait_s=5)
     with pytest.raises(UnknownEngine) as raised:
-        await read_stored_session(bus, session_id, engine="voxtral")
-    assert raised.value.engines == ("whisper",)
+        await read_stored_session(bus, session_id, engine="whisper")
+    assert raised.value.engines == (ENGINE,)
 
 
 async def test_an_unfinished_session_leaves_the_summary_to_the_relay(
