@@ -241,6 +241,8 @@ async def test_a_session_stops_taking_audio_at_its_length_limit(
         assert error["code"] == "session_too_long"
         done = await client.finish()
     assert done["sources"]["default"]["end_sample"] == RATE
+    assert done["complete"], "the worker finished the source it was given"
+    assert not [f for f in client.of_type("final") if f["text"]], "silence says nothing"
 
 
 async def test_a_page_of_another_origin_cannot_open_a_socket(start_capture: StartCapture) -> None:

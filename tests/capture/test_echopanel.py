@@ -135,6 +135,7 @@ async def test_a_third_source_is_refused_with_a_warning(
         warning = await client.wait_for(lambda m: m.get("state") == "warning")
         assert "Too many active sources (max 2)" in warning["message"]
         assert await client.stop() is not None
+    assert not client.of_type("asr_final"), "silence says nothing"
 
 
 async def test_wrong_token_is_refused_with_an_error_status_and_1008(
