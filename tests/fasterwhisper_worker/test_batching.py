@@ -51,7 +51,8 @@ def calls(speech: list[SpeechItem]) -> list[Call]:
 
 @pytest.fixture(scope="module")
 def batched() -> Iterator[FasterWhisperTranscriber]:
-    loaded = transcriber()
+    """One decoder: concurrent calls are one batch (two idle decoders would share them out)."""
+    loaded = transcriber(decoders=1)
     yield loaded
     asyncio.run(loaded.aclose())
 
@@ -79,7 +80,7 @@ async def test_concurrent_calls_share_one_batch_and_decode_as_single_calls(
 
 
 async def test_finals_are_served_before_partials(calls: list[Call]) -> None:
-    t = transcriber(batch_max=2)
+    t = transcriber(batch_max=2, decoders=1)
     try:
         order: list[Purpose] = []
 
@@ -135,6 +136,19 @@ async def test_clips_without_speech_do_not_disturb_the_batch(
     assert [normalize(d.text) for d in results[len(odd) :]] == [normalize(d.text) for d in alone]
 
 
+async def test_two_idle_decoders_share_concurrent_calls(calls: list[Call]) -> None:
+    t = transcriber(decoders=2)
+    try:
+        alone = [await decode(t, call) for call in calls]
+        before = t.batches
+        together = await asyncio.gather(*(decode(t, call) for call in calls))
+        assert t.batches - before == 2, "each decoder (and core) took a part"
+        assert [d.text for d in together] == [d.text for d in alone]
+        assert sum(d.cpu_s for d in together) < 1.05 * sum(d.cpu_s for d in alone)
+    finally:
+        await t.aclose()
+
+
 def test_a_clip_that_fails_fails_alone(calls: list[Call]) -> None:
     """A clip the model cannot take (here 3-D audio) gets its exception; the others their words."""
     t = transcriber()
@@ -159,7 +173,7 @@ def test_a_clip_that_fails_fails_alone(calls: list[Call]) -> None:
 async def test_closing_fails_queued_decodes_and_lets_the_running_one_end(
     calls: list[Call],
 ) -> None:
-    t = transcriber(batch_max=1)
+    t = transcriber(batch_max=1, decoders=1)
     running = asyncio.create_task(decode(t, calls[0]))
     while t.queued or not t.batches:
         await asyncio.sleep(0.001)

@@ -3,19 +3,19 @@
 For each level N, N ``transcribe`` calls are made at once, as N streams of one worker make them:
 a mix of finals (whole dev-split utterances of 5-25 s) and partials of 1-5 s (see ``mixes``), one
 final for every three partials.
-Each batch cap runs the same clips (cap 1 is the path before batching: one clip at a time), caps
-alternating, ``--repeats`` times. Reported per level and cap: wall time of the N calls, process
+Each variant (batch cap, threads, decoders; cap 1 is the path before batching: one clip at a
+time) runs the same clips, variants alternating, ``--repeats`` times. Reported per level and cap: wall time of the N calls, process
 CPU-s per audio-s, time from the call to its result for finals and partials, and whether the
 clips' apportioned ``cpu_s`` add up to the process CPU time.
 
-Then accuracy: every dev utterance of at most 25 s decoded as a final, in batches of the largest
-cap and one at a time: WER of each against the references, and the words on which they differ.
+Then accuracy: every dev utterance of at most 25 s decoded as a final, all at once by the variant
+of the largest cap and one at a time by the smallest: WER of each against the references, and the words on which they differ.
 
     .venv/bin/python services/fasterwhisper_worker/bench/batch_bench.py \\
         --out bench-results/fasterwhisper-batch.json
 
 Environment knobs of CTranslate2 (e.g. ``OMP_WAIT_POLICY=ACTIVE``) apply when set before the
-command; ``--threads`` and ``--decoders`` are the worker's settings of the same names.
+command; ``--variants`` lists the settings compared (batch cap / ``THREADS`` / ``DECODERS``).
 """
 
 from __future__ import annotations
@@ -57,10 +57,26 @@ class Call:
     prompt: str | None
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A worker's settings: batch cap (1: one clip at a time), CTranslate2 threads, decoders."""
+
+    cap: int
+    threads: int
+    decoders: int
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        cap, threads, decoders = (int(part) for part in text.split("/"))
+        return cls(cap, threads, decoders)
+
+
 @dataclass
 class Level:
     clips: int
     cap: int
+    threads: int
+    decoders: int
     finals: int
     audio_s: float
     wall_s: float  # median over repeats
@@ -119,7 +135,7 @@ async def run_once(
 
 
 async def levels(
-    transcribers: dict[int, FasterWhisperTranscriber],
+    transcribers: dict[Variant, FasterWhisperTranscriber],
     items: list[SpeechItem],
     sizes: list[int],
     repeats: int,
@@ -128,20 +144,22 @@ async def levels(
     for clips in sizes:
         calls = mixes(items, clips, seed=clips)
         audio_s = sum(len(c.audio) for c in calls) / RATE
-        runs: dict[int, list[tuple[float, float, list[tuple[Decoded, float]]]]] = {
-            cap: [] for cap in transcribers
+        runs: dict[Variant, list[tuple[float, float, list[tuple[Decoded, float]]]]] = {
+            variant: [] for variant in transcribers
         }
         for _ in range(repeats):
-            for cap, transcriber in transcribers.items():
-                runs[cap].append(await run_once(transcriber, calls))
-        for cap, done in runs.items():
+            for variant, transcriber in transcribers.items():
+                runs[variant].append(await run_once(transcriber, calls))
+        for variant, done in runs.items():
             finals = [lat for _, _, res in done for d, lat in res if d.purpose == "final"]
             partials = [lat for _, _, res in done for d, lat in res if d.purpose == "partial"]
             apportioned = sum(d.cpu_s for _, _, res in done for d, _ in res)
             out.append(
                 Level(
                     clips=clips,
-                    cap=cap,
+                    cap=variant.cap,
+                    threads=variant.threads,
+                    decoders=variant.decoders,
                     finals=sum(c.purpose == "final" for c in calls),
                     audio_s=round(audio_s, 1),
                     wall_s=round(statistics.median(w for w, _, _ in done), 3),
@@ -158,12 +176,13 @@ async def levels(
 
 
 async def accuracy(
-    transcribers: dict[int, FasterWhisperTranscriber], items: list[SpeechItem]
+    transcribers: dict[Variant, FasterWhisperTranscriber], items: list[SpeechItem]
 ) -> dict[str, Any]:
     """Dev finals batched (the largest cap, all at once) and one at a time, against references."""
     chosen = [i for i in items if i.duration_s <= 25]
     audios = [to_float32(read_wav(i.path)) for i in chosen]
-    serial, batched = transcribers[1], transcribers[max(transcribers)]
+    serial = transcribers[min(transcribers, key=lambda v: v.cap)]
+    batched = transcribers[max(transcribers, key=lambda v: v.cap)]
     one = [await serial.transcribe(a, purpose="final") for a in audios]
     many = await asyncio.gather(*(batched.transcribe(a, purpose="final") for a in audios))
     refs = [normalize(i.text) for i in chosen]
@@ -182,29 +201,29 @@ async def accuracy(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,4,8,16")
-    parser.add_argument("--caps", default="1,16", help="batch caps; 1 is one clip at a time")
+    parser.add_argument(
+        "--variants",
+        default="1/2/1,1/1/2,16/2/1,16/1/2",
+        help="cap/threads/decoders, comma-separated; cap 1 is one clip at a time",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--decoders", type=int, default=1)
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     items = load_items("dev")
     model = validate_model_dir(None, None)
-    caps = sorted({int(c) for c in args.caps.split(",")} | {1})
+    variants = [Variant.parse(text) for text in args.variants.split(",")]
     transcribers = {
-        cap: FasterWhisperTranscriber(
+        v: FasterWhisperTranscriber(
             FasterWhisperConfig(
-                model=model, threads=args.threads, decoders=args.decoders, batch_max=cap
+                model=model, threads=v.threads, decoders=v.decoders, batch_max=v.cap
             )
         )
-        for cap in caps
+        for v in variants
     }
     for transcriber in transcribers.values():
         await transcriber.warm_up()
     report: dict[str, Any] = {
-        "threads": args.threads,
-        "decoders": args.decoders,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "cpus": os.cpu_count(),
         "levels": [

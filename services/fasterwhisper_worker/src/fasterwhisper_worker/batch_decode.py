@@ -18,8 +18,9 @@ Per-clip semantics a shared ``generate`` cannot give are restored per clip, afte
   faster-whisper's ``generate_with_fallback`` (off by default).
 
 A group that fails is retried one clip at a time, so one bad clip fails alone. CPU time is
-measured per stage and charged to the clips that ran it: its own encode to each clip, a shared
-generate or align by tokens.
+measured per stage (``CpuLedger``: stages of concurrent batches share the time they overlap) and
+charged to the clips that ran it: its own encode to each clip, a shared generate or align by
+tokens.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from faster_whisper.transcribe import (  # type: ignore[import-untyped]
 
 from echostream_shared.segmented import guards
 from echostream_shared.segmented.decoding import DecodedWord, Purpose
+from fasterwhisper_worker.cpu_ledger import CpuLedger
 
 SAMPLE_RATE = 16_000
 FRAMES_PER_S = 100  # mel frames; the encoder halves them (Whisper's 1500 frames per 30 s)
@@ -179,6 +181,7 @@ class BatchDecoder:
         self._options = options
         self._silence_dbfs = silence_dbfs
         self._group_slack = group_slack or GROUP_SLACK
+        self._cpu = CpuLedger()  # one for every thread that decodes with it
 
     def decode(self, clips: Sequence[Clip], deliver: Deliver) -> None:
         """Delivers each clip's words (by its index), or the exception that failed it alone, as
@@ -202,30 +205,36 @@ class BatchDecoder:
                 deliver(state.index, state.raw())
         errors: dict[int, Exception] = {}
         while passes := self._round(states):
-            for group in _groups(passes, slack):
+            for group in _groups(passes, slack):  # the shortest first: they are done soonest
                 self._run_guarded(group, errors)
-            for p in passes:
-                state = p.state
-                if state.index not in errors:
-                    try:
-                        state.take(p.words, p.finished, self._silence_dbfs)
-                    except Exception as exc:  # noqa: BLE001
-                        errors[state.index] = exc
-                if state.index in errors:
-                    deliver(state.index, errors[state.index])
-                    state.done = True
-                elif state.done or state.next_size() is None:
-                    state.done = True
-                    state.decode_s = time.perf_counter() - wall0
-                    deliver(state.index, state.raw())
+                self._finish(group, errors, wall0, deliver)
+
+    def _finish(
+        self, group: list[_Pass], errors: dict[int, Exception], wall0: float, deliver: Deliver
+    ) -> None:
+        """Each window's words to its clip; a clip with no window left is delivered now."""
+        for p in group:
+            state = p.state
+            if state.index not in errors:
+                try:
+                    state.take(p.words, p.finished, self._silence_dbfs)
+                except Exception as exc:  # noqa: BLE001
+                    errors[state.index] = exc
+            if state.index in errors:
+                deliver(state.index, errors[state.index])
+                state.done = True
+            elif state.done or state.next_size() is None:
+                state.done = True
+                state.decode_s = time.perf_counter() - wall0
+                deliver(state.index, state.raw())
 
     def _start(self, index: int, clip: Clip) -> _Clip:
-        cpu0 = time.process_time()
+        cpu0 = self._cpu.start()
         features = self._model.feature_extractor(clip.samples)
         prompt = clip.prompt.strip() if clip.prompt else ""
         previous = self._tokenizer.encode(" " + prompt) if prompt else []
         state = _Clip(index, clip, features, previous)
-        state.cpu_s = time.process_time() - cpu0
+        state.cpu_s = self._cpu.stop(cpu0)
         return state
 
     def _round(self, states: list[_Clip]) -> list[_Pass]:
@@ -270,12 +279,12 @@ class BatchDecoder:
             p.state.windows[-1] = window
         outputs = []
         for p in group:
-            cpu0 = time.process_time()
+            cpu0 = self._cpu.start()
             features = p.state.features[:, p.state.seek : p.state.seek + p.size]
             # one clip per encode: a batched encode measured 1.0-1.9x the CPU of lone ones
             output = model.encode(pad_or_trim(features, window))
             outputs.append(np.array(np.asarray(output)[0]))  # a copy: CTranslate2 owns output
-            p.state.cpu_s += time.process_time() - cpu0
+            p.state.cpu_s += self._cpu.stop(cpu0)
         rows = np.stack(outputs)
         encoded = ctranslate2.StorageView.from_array(rows)
         by_prompt: dict[tuple[int, int], list[int]] = {}
@@ -291,7 +300,7 @@ class BatchDecoder:
 
     def _generate(self, passes: list[_Pass], encoded: Any) -> None:
         options = passes[0].options
-        cpu0 = time.process_time()
+        cpu0 = self._cpu.start()
         results = self._model.model.generate(
             encoded,
             [p.prompt for p in passes],
@@ -311,20 +320,20 @@ class BatchDecoder:
             p.tokens = list(result.sequences_ids[0])
             p.no_speech_prob = float(result.no_speech_prob)
             p.avg_logprob = _avg_logprob(result, options)
-        _charge(passes, time.process_time() - cpu0, [len(p.tokens) + 1.0 for p in passes])
+        _charge(passes, self._cpu.stop(cpu0), [len(p.tokens) + 1.0 for p in passes])
 
     def _restore(self, p: _Pass, encoded: Callable[[], Any]) -> None:
         """A lone decode where the batch could not give the clip its own cap or its fallback;
         then faster-whisper's no-speech rule."""
         cap_hit = len(p.tokens) > int(p.options.max_new_tokens)
         if cap_hit or (len(p.options.temperatures) > 1 and self._needs_fallback(p)):
-            cpu0 = time.process_time()
+            cpu0 = self._cpu.start()
             result, avg_logprob, _, _ = self._model.generate_with_fallback(
                 encoded(), p.prompt, self._tokenizer, p.options
             )
             p.tokens = list(result.sequences_ids[0])
             p.no_speech_prob, p.avg_logprob = float(result.no_speech_prob), float(avg_logprob)
-            p.state.cpu_s += time.process_time() - cpu0
+            p.state.cpu_s += self._cpu.stop(cpu0)
         text = [token for token in p.tokens if token < self._tokenizer.eot]
         if _no_speech(p.no_speech_prob, p.avg_logprob, p.options) or not text:
             p.tokens, p.finished = [], True
@@ -345,14 +354,14 @@ class BatchDecoder:
 
     def _align(self, passes: list[_Pass], encoded: Any) -> None:
         model, tokenizer = self._model, self._tokenizer
-        cpu0 = time.process_time()
+        cpu0 = self._cpu.start()
         texts = [[t for t in p.tokens if t < tokenizer.eot] for p in passes]
         alignments = model.model.align(
             encoded, tokenizer.sot_sequence, texts, [p.size for p in passes]
         )
-        _charge(passes, time.process_time() - cpu0, [len(t) + 1.0 for t in texts])
+        _charge(passes, self._cpu.stop(cpu0), [len(t) + 1.0 for t in texts])
         for p, alignment in zip(passes, alignments, strict=True):
-            cpu0 = time.process_time()
+            cpu0 = self._cpu.start()
             seek = p.state.seek
             segment: dict[str, Any] = {
                 "seek": seek,
@@ -373,7 +382,7 @@ class BatchDecoder:
             p.words = _words(segment.get("words", []))
             tokens = p.tokens
             p.finished = len(tokens) >= 2 and tokens[-2] < tokenizer.timestamp_begin <= tokens[-1]
-            p.state.cpu_s += time.process_time() - cpu0
+            p.state.cpu_s += self._cpu.stop(cpu0)
 
 
 class _Aligned:

@@ -3,7 +3,8 @@
 A thread that was idle waits ``gather_s`` after the first request, so that requests made at about
 the same time (streams whose partials fall due together) share a batch; requests that arrive while
 a batch runs are taken by the next one without waiting. A batch takes at most ``max_batch``
-requests, lowest ``rank`` first, then in arrival order. Callers of any event loop await a result;
+requests, lowest ``rank`` first, then in arrival order, and no more than its share when other
+threads are idle too. Callers of any event loop await a result;
 a caller cancelled while its request waits removes it from the queue.
 """
 
@@ -59,6 +60,7 @@ class BatchScheduler(Generic[Request, Result]):
         self._cond = threading.Condition()
         self._closed = False
         self.batches = 0  # batches run, for tests and metrics
+        self._idle = 0  # threads waiting for requests
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
             for i in range(threads)
@@ -117,8 +119,12 @@ class BatchScheduler(Generic[Request, Result]):
                 deliver(index, RuntimeError("the batch delivered no result for this request"))
 
     def _next_batch(self) -> list[_Pending[Request, Result]] | None:
-        """The most urgent requests (None once closed), after the gathering pause when idle."""
+        """The most urgent requests (None once closed), after the gathering pause when idle.
+
+        Requests are shared out among the threads waiting for them, so that idle threads (and
+        the cores they run on) each take a part instead of one taking all."""
         with self._cond:
+            self._idle += 1
             idle = not self._pending
             while not self._pending and not self._closed:
                 self._cond.wait()
@@ -127,12 +133,15 @@ class BatchScheduler(Generic[Request, Result]):
         with self._cond:
             while True:
                 if self._closed:
+                    self._idle -= 1
                     return None
                 self._pending.sort()
-                taken = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+                size = min(self._max_batch, -(-len(self._pending) // self._idle))
+                taken = self._pending[:size]
+                del self._pending[:size]
                 batch = [p for p in taken if p.future.set_running_or_notify_cancel()]
                 if batch:
+                    self._idle -= 1
                     self.batches += 1
                     return batch
                 while not self._pending and not self._closed:

@@ -58,8 +58,8 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 class FasterWhisperConfig:
     model: ModelDir
     compute_type: str = "int8"
-    threads: int = 2
-    decoders: int = 1  # batches decoded at once
+    threads: int = 1  # CTranslate2 threads per batch
+    decoders: int = 2  # batches decoded at once
     language: str = "en"
     beam_size: int = 1
     final_margin_s: float = 2.56  # 0: Whisper's full 30 s window
