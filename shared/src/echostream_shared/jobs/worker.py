@@ -165,6 +165,18 @@ class JobWorker:
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
+                if not self._has_capacity():
+                    # The load changed while the fetch waited: the job stays for another worker.
+                    with contextlib.suppress(NatsError):
+                        await msg.nak()
+                    continue
+                log.info(
+                    "job.admitted",
+                    streams=len(self._jobs) + 1,
+                    behind_s=round(self._lags.behind_s(), 2),
+                    predicted_cpu=round(self._decision.predicted_cpu, 2),
+                    cpu_wait=round(self._meter.wait_rate(), 2),
+                )
                 await self._start(bus, checkpoints, msg, stop)
                 self._admission.admitted(time.monotonic())
         with contextlib.suppress(NatsError):
