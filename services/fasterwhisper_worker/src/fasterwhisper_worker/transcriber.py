@@ -22,6 +22,7 @@ share one model with as many inter-op workers.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field, replace
 
@@ -112,9 +113,10 @@ class FasterWhisperTranscriber:
         self._closed = False
 
     async def warm_up(self) -> None:
-        """One decode of silence-free noise, so the first stream does not pay the first call."""
+        """A decode of silence-free noise per decoder, so no stream pays a first call."""
         noise = np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32)
-        await self._scheduler.submit(Clip(noise, "partial", None, PARTIAL_MARGIN_S))
+        clip = Clip(noise, "partial", None, PARTIAL_MARGIN_S)
+        await asyncio.gather(*(self._scheduler.submit(clip) for _ in range(self.config.decoders)))
 
     async def transcribe(
         self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
