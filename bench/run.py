@@ -357,7 +357,6 @@ async def capacity_part(
 def _threads(options: Options) -> dict[str, str]:
     return {
         "ECHOSTREAM_WHISPER_THREADS_PER_DECODER": str(options.threads),
-        "ECHOSTREAM_FASTERWHISPER_THREADS": str(options.threads),
     }
 
 

@@ -214,7 +214,6 @@ async def soak(options: SoakOptions) -> dict[str, object]:
             engine=options.engine,
             env={
                 "ECHOSTREAM_WHISPER_THREADS_PER_DECODER": str(options.threads),
-                "ECHOSTREAM_FASTERWHISPER_THREADS": str(options.threads),
             },
         )
         log(f"starting the system as make run --engines {options.engine} does")
