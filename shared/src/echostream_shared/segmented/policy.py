@@ -30,6 +30,7 @@ boundary events alone, never of timing or partials, so a replay from a checkpoin
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +88,7 @@ class StreamStats:
     partial_cpu_s: float = 0.0
     final_decodes: int = 0
     final_cpu_s: float = 0.0
+    # partials due but not decoded; one per due partial, however many chunks it stays skipped
     partials_skipped_budget: int = 0
     partials_skipped_lag: int = 0
 
@@ -99,6 +101,7 @@ class _PartialState:
     text: str = ""
     frozen: list[TimedWord] = field(default_factory=list)  # kept from earlier windows
     hypothesis: list[TimedWord] = field(default_factory=list)  # words of the last partial
+    skipped: bool = False  # the partial now due was already counted as skipped
 
 
 def _samples(seconds: float) -> int:
@@ -281,12 +284,12 @@ class SegmentedStream:
         # the previous final's decode leaves a stream ~1.5 s behind at the next onset: a first
         # partial may still go then, later ones wait until the stream has caught up
         if self.lag_s > cfg.max_lag_for_partials_s * (2 if self._partial.revision == 0 else 1):
-            self.stats.partials_skipped_lag += 1
+            self._count_skip("lag")
             return []
         now = self._buf_end
         start, frozen = self._partial_window(now)
         if not self._affordable((now - start) / SAMPLE_RATE):
-            self.stats.partials_skipped_budget += 1
+            self._count_skip("budget")
             return []
         prompt = " ".join(w.text for w in frozen[-cfg.tail_words :]) or None
         decoded, origin = await self._decode(start, now, "partial", prompt)
@@ -294,6 +297,7 @@ class SegmentedStream:
         words = self._words(decoded, origin, start, now)
         state = self._partial
         state.attempts += 1
+        state.skipped = False
         state.last_end, state.frozen, state.hypothesis = now, frozen, [*frozen, *words]
         text = " ".join(w.text for w in self._dedup(state.hypothesis))
         if not text or text == state.text:
@@ -301,6 +305,15 @@ class SegmentedStream:
         state.revision += 1
         state.text = text
         return [PartialUpdate(self._seg_start, now, state.revision, text)]
+
+    def _count_skip(self, reason: Literal["lag", "budget"]) -> None:
+        if self._partial.skipped:
+            return
+        self._partial.skipped = True
+        if reason == "lag":
+            self.stats.partials_skipped_lag += 1
+        else:
+            self.stats.partials_skipped_budget += 1
 
     def _affordable(self, audio_s: float) -> bool:
         """A segment's first try always goes (it is the cheapest, ~1 s of audio); until the segment
