@@ -52,7 +52,7 @@ async def test_a_file_is_streamed_with_progress_and_its_transcript_printed(
     assert len(lines) >= 3 and all(line.startswith("[00:") for line in lines)
     assert wer(speech.text, said(out)) <= MAX_WER, out
     shares = [int(share) for share in re.findall(r"\((\d+)%\)", err)]
-    assert shares == sorted(shares) and shares[-1] >= 90, err
+    assert shares == sorted(shares) and shares[-1] == 100, err
 
 
 async def test_errors_exit_non_zero_with_a_message(

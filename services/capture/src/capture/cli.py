@@ -121,6 +121,7 @@ async def _send_audio(
             if speed > 0 and (ahead := sent / rate / speed - (loop.time() - started)) > 0:
                 await asyncio.sleep(ahead)
         printer.progress(sent / rate)
+    printer.sent_all(sent / rate)
 
 
 async def _receive(ws: ClientConnection, printer: Printer) -> int:
@@ -217,6 +218,12 @@ class Printer:
         self._shown_step = step
         total = f" / {_clock(self.duration_s)} ({share:.0f}%)" if self.duration_s else ""
         self._status(f"sent {_clock(sent_s)}{total}")
+
+    def sent_all(self, sent_s: float) -> None:
+        """The whole file is sent: 100 %, even where the probed duration was a little longer."""
+        if self.duration_s is not None:
+            self.duration_s = sent_s
+        self.progress(sent_s)
 
     def note(self, text: str) -> None:
         self._clear()

@@ -17,14 +17,16 @@ def transcript_json(
     finals: Sequence[m.TranscriptFinal],
     complete: bool,
 ) -> dict[str, Any]:
-    """The response body of a finished or running transcription."""
+    """The response body of a finished or running transcription; empty finals (which only
+    withdraw a partial) are left out of both the text and the segments."""
+    spoken = [f for f in finals if f.text.strip()]
     return {
         "id": session_id,
         "status": "done" if complete else "processing",
         "engine": engine,
         "duration_s": round(duration_s, 3),
-        "text": " ".join(f.text.strip() for f in finals if f.text.strip()),
-        "segments": [segment_json(f) for f in finals],
+        "text": " ".join(f.text.strip() for f in spoken),
+        "segments": [segment_json(f) for f in spoken],
     }
 
 
