@@ -19,11 +19,9 @@ import numpy.typing as npt
 from echostream_shared.bus import Bus
 from echostream_shared.jobs.worker import JobWorker
 from echostream_shared.segmented.decoding import Decoded, Purpose
-from echostream_shared.segmented.engine import SegmentedEngine
-from fasterwhisper_worker import metrics
 from fasterwhisper_worker.config import FasterWhisperWorkerSettings
 from fasterwhisper_worker.engine import fasterwhisper_transcriber
-from fasterwhisper_worker.service import ENGINE
+from fasterwhisper_worker.service import ENGINE, fasterwhisper_worker
 from fasterwhisper_worker.transcriber import FasterWhisperTranscriber
 
 __all__ = ["ENGINE", "SharedTranscriber", "load_transcriber", "running_worker"]
@@ -64,15 +62,7 @@ async def running_worker(
     nats_url: str, transcriber: SharedTranscriber, **settings: Any
 ) -> AsyncIterator[JobWorker]:
     """A faster-whisper ``JobWorker`` taking jobs until the block ends, then drained as on SIGTERM."""
-    config = FasterWhisperWorkerSettings(**settings)
-    engine = SegmentedEngine(
-        ENGINE,
-        transcriber,
-        config.segment_policy(),
-        max_streams=config.max_streams,
-        decode_histogram=metrics.DECODE_SECONDS,
-    )
-    worker = JobWorker(engine, config.worker_options(), metrics.JOB)
+    worker = fasterwhisper_worker(FasterWhisperWorkerSettings(**settings), transcriber)
     nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(Bus(nc, nc.jetstream()), stop))

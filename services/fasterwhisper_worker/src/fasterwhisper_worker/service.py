@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from echostream_shared.jobs.worker import JobWorker
-from echostream_shared.segmented.engine import SegmentedEngine
+from echostream_shared.segmented.decoding import ModelTranscriber
+from echostream_shared.segmented.engine import segmented_worker
 from fasterwhisper_worker import metrics
 from fasterwhisper_worker.config import FasterWhisperWorkerSettings
-from fasterwhisper_worker.transcriber import FasterWhisperTranscriber
 
 ENGINE = "fasterwhisper"
 
 
 def fasterwhisper_worker(
-    settings: FasterWhisperWorkerSettings, transcriber: FasterWhisperTranscriber
+    settings: FasterWhisperWorkerSettings, transcriber: ModelTranscriber
 ) -> JobWorker:
-    """A ``Service`` that takes fasterwhisper jobs while it has free stream slots and no lag."""
-    engine = SegmentedEngine(
+    """A ``Service`` that takes fasterwhisper jobs while its measured load leaves room for one more."""
+    return segmented_worker(
         ENGINE,
+        settings,
         transcriber,
-        settings.segment_policy(),
-        max_streams=settings.max_streams,
         decode_histogram=metrics.DECODE_SECONDS,
+        job_metrics=metrics.JOB,
     )
-    return JobWorker(engine, settings.worker_options(), metrics.JOB)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from echostream_shared.jobs.worker import JobWorker
-from echostream_shared.segmented.engine import SegmentedEngine
+from echostream_shared.segmented.decoding import ModelTranscriber
+from echostream_shared.segmented.engine import segmented_worker
 from whisper_worker import metrics
 from whisper_worker.config import WhisperWorkerSettings
-from whisper_worker.transcriber import WhisperTranscriber
 
 ENGINE = "whisper"
 
 
-def whisper_worker(settings: WhisperWorkerSettings, transcriber: WhisperTranscriber) -> JobWorker:
-    """A ``Service`` that takes whisper jobs while it has free stream slots and no lag."""
-    engine = SegmentedEngine(
+def whisper_worker(settings: WhisperWorkerSettings, transcriber: ModelTranscriber) -> JobWorker:
+    """A ``Service`` that takes whisper jobs while its measured load leaves room for one more."""
+    return segmented_worker(
         ENGINE,
+        settings,
         transcriber,
-        settings.segment_policy(),
-        max_streams=settings.max_streams,
         decode_histogram=metrics.DECODE_SECONDS,
+        job_metrics=metrics.JOB,
     )
-    return JobWorker(engine, settings.worker_options(), metrics.JOB)

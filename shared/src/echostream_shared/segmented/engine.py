@@ -10,11 +10,14 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from echostream_shared import messages as m
 from echostream_shared.jobs.load import PartialTally
+from echostream_shared.jobs.metrics import JobMetrics
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
 from echostream_shared.jobs.updates import ResumePoint
+from echostream_shared.jobs.worker import JobWorker
 from echostream_shared.segmented.decoding import Decoded, ModelTranscriber, Purpose
 from echostream_shared.segmented.job_stream import SegmentedJobStream, segmenter_state
 from echostream_shared.segmented.policy import SegmentedStream, SegmentPolicy, StreamStats
+from echostream_shared.segmented.settings import SegmentedWorkerSettings
 
 DECODE_BUCKETS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 
@@ -99,3 +102,23 @@ def _tally(stats: StreamStats) -> PartialTally:
     return PartialTally(
         stats.partial_decodes, stats.partials_skipped_lag, stats.partials_skipped_budget
     )
+
+
+def segmented_worker(
+    name: str,
+    settings: SegmentedWorkerSettings,
+    transcriber: ModelTranscriber,
+    *,
+    decode_histogram: Histogram,
+    job_metrics: JobMetrics,
+) -> JobWorker:
+    """A batch engine's worker ``Service``: it takes ``name`` jobs while its measured load leaves
+    room for one more stream, each decoded by the segmented policy on ``transcriber``."""
+    engine = SegmentedEngine(
+        name,
+        transcriber,
+        settings.segment_policy(),
+        max_streams=settings.max_streams,
+        decode_histogram=decode_histogram,
+    )
+    return JobWorker(engine, settings.worker_options(), job_metrics)
