@@ -79,24 +79,29 @@ async def test_concurrent_calls_share_one_batch_and_decode_as_single_calls(
     assert sum(d.cpu_s for d in together) < sum(d.cpu_s for d in alone)
 
 
-async def test_finals_are_served_before_partials(calls: list[Call]) -> None:
+async def test_first_text_then_finals_then_later_partials(calls: list[Call]) -> None:
     t = transcriber(batch_max=2, decoders=1)
     try:
-        order: list[Purpose] = []
+        order: list[str] = []
 
-        async def noted(call: Call) -> None:
+        async def noted(call: Call, kind: str) -> None:
             await decode(t, call)
-            order.append(call[1])
+            order.append(kind)
 
         blocker = asyncio.create_task(decode(t, calls[0]))  # the decoder is busy...
         while not t.batches:
             await asyncio.sleep(0.001)
         partials = [c for c in calls if c[1] == "partial"]
         finals = [c for c in calls if c[1] == "final"][1:]
-        # ...while partials queue up first, then finals
-        await asyncio.gather(*(noted(c) for c in [*partials, *finals]))
+        first_text = (partials[0][0][SR // 2 : SR + SR // 2], "partial", None)  # a 1 s first try
+        # ...while later partials queue up first, then finals, then a segment's first try
+        await asyncio.gather(
+            *(noted(c, "partial") for c in partials),
+            *(noted(c, "final") for c in finals),
+            noted(first_text, "first text"),
+        )
         await blocker
-        assert order == ["final"] * len(finals) + ["partial"] * len(partials)
+        assert order == ["first text"] + ["final"] * len(finals) + ["partial"] * len(partials)
     finally:
         await t.aclose()
 

@@ -1,8 +1,8 @@
 """Decodes a batch of clips on one CTranslate2 Whisper model, with each clip's own semantics.
 
 A clip is decoded in windows cut to its audio (see ``transcriber``): a first window, and a
-follow-up window for what Whisper left over. A batch decodes its finals first, then its partials,
-each in rounds: every clip's next window is decoded in the same round. In a round, windows of
+follow-up window for what Whisper left over. A batch decodes segments' first-text partials
+first, then finals, then the other partials (``Clip.rank``), each in rounds: every clip's next window is decoded in the same round. In a round, windows of
 the same size (partials: of similar size, padded to the largest) form a group. Each window is
 encoded alone (a batched ``encode`` measured 1.0-1.9x the CPU of lone ones on this CPU), the
 encoder outputs of a group are stacked, and the group runs one ``generate`` per prompt length
@@ -58,6 +58,7 @@ PARTIAL_TOKENS_PER_S = 5.0  # a cap on partial decodes, above fast speech (~4 to
 FINAL_TOKENS_PER_S = 10.0  # timestamps and punctuation are tokens too
 MAX_WINDOWS = 3  # a clip is at most 28 s: one window, and a second for what Whisper left over
 MIN_REST_S = 1.0  # audio after the last word worth another window
+FIRST_TEXT_MAX_S = 1.6  # a segment's first partial try (~1 s with the pad) and its retries
 MAX_SAMPLED_TOKENS = 224  # Whisper samples at most half its 448-token context per window
 # A window joins a group when padded by at most this share. Padding changes a decode a little,
 # and finals must decode as they do alone; partials' windows (5.12-6.4 s) then share one group.
@@ -78,6 +79,18 @@ class Clip:
     purpose: Purpose
     prompt: str | None
     margin_s: float | None  # padding beyond the clip in its encoder window; None: the full 30 s
+
+    @property
+    def rank(self) -> int:
+        """Decode order: a segment's first text before finals, finals before later partials.
+
+        A partial of at most ``FIRST_TEXT_MAX_S`` is a segment's first try (or a retry of it):
+        the first words its listener sees, and the cheapest decode there is; a final waiting
+        behind it loses a few tens of milliseconds, a first partial waiting behind a long final
+        loses most of its latency budget."""
+        if self.purpose == "final":
+            return 1
+        return 0 if len(self.samples) <= FIRST_TEXT_MAX_S * SAMPLE_RATE else 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +198,12 @@ class BatchDecoder:
 
     def decode(self, clips: Sequence[Clip], deliver: Deliver) -> None:
         """Delivers each clip's words (by its index), or the exception that failed it alone, as
-        soon as it is decoded: the finals of the batch together first, then its partials (their
-        windows rarely share a group, and a final need not wait for the partials)."""
+        soon as it is decoded, in the order of ``Clip.rank``: a segment's first-text partials,
+        then finals, then later partials (their windows rarely share a group with a final's)."""
         wall0 = time.perf_counter()
-        purposes: tuple[Purpose, ...] = ("final", "partial")
-        for purpose in purposes:
-            chosen = [i for i, clip in enumerate(clips) if clip.purpose == purpose]
+        for rank in sorted({clip.rank for clip in clips}):
+            chosen = [i for i, clip in enumerate(clips) if clip.rank == rank]
+            purpose = clips[chosen[0]].purpose
             states: list[_Clip] = []
             for i in chosen:
                 try:

@@ -104,7 +104,7 @@ class FasterWhisperTranscriber:
         )
         self._scheduler: BatchScheduler[Clip, Raw] = BatchScheduler(
             self._decoder.decode,
-            lambda clip: 0 if clip.purpose == "final" else 1,
+            lambda clip: clip.rank,
             max_batch=config.batch_max,
             gather_s=config.batch_gather_s,
             threads=config.decoders,
