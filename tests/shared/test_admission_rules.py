@@ -54,14 +54,16 @@ def test_cpu_headroom_admits_until_one_more_stream_would_pass_the_share() -> Non
     assert not decision.admit and "CPU" in decision.reason
 
 
-def test_on_a_crowded_machine_the_time_spent_waiting_for_a_core_counts_as_load() -> None:
+def test_a_machine_is_crowded_when_the_threads_wait_for_a_core_longer_than_they_run() -> None:
     options = AdmissionOptions(cpu_share=0.75, settle_s=0.0, young_s=0.0, learn_audio_s=0.0)
     admission = Admission(options, cores=2.0)
     alone, clock = meter_at(cores_busy=0.4, cpu_per_audio_s=0.2)
     assert admission.decide(streams=2, cap=64, behind_s=0.0, meter=alone, now=clock.now).admit
+    sharing, clock = meter_at(cores_busy=0.8, cpu_per_audio_s=0.2, waiting=0.6)
+    assert admission.decide(streams=2, cap=64, behind_s=0.0, meter=sharing, now=clock.now).admit
     crowded, clock = meter_at(cores_busy=0.4, cpu_per_audio_s=0.2, waiting=1.0)
     decision = admission.decide(streams=2, cap=64, behind_s=0.0, meter=crowded, now=clock.now)
-    assert not decision.admit and "(1.00 waited)" in decision.reason
+    assert not decision.admit and "waited 1.00 cores" in decision.reason
 
 
 def test_until_streams_have_shown_their_cost_one_is_assumed_to_cost_the_prior() -> None:

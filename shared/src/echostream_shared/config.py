@@ -115,9 +115,17 @@ class WorkerSettings(ServiceSettings):
         "each costing the CPU-s per audio-s measured over the last seconds",
     )
     admit_settle_s: float = Field(
-        default=1.5,
+        default=0.3,
         ge=0,
-        description="pause after taking a job before the next, so the new stream's load shows",
+        description="pause after taking a job before the next (streams taken in the last 10 s are "
+        "counted at their predicted cost until their load shows)",
+    )
+    admit_prior_cpu_per_audio_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=4,
+        description="what a stream is assumed to cost (CPU-s per audio-s) until a minute of audio "
+        "has shown it: a fresh worker takes a burst of sessions at this price",
     )
     hand_back_lag_s: float = Field(
         default=0.0,
@@ -143,6 +151,7 @@ class WorkerSettings(ServiceSettings):
             degrade_lag_s=self.degrade_lag_s,
             admit_cpu_share=self.admit_cpu_share,
             admit_settle_s=self.admit_settle_s,
+            admit_prior_cpu_per_audio_s=self.admit_prior_cpu_per_audio_s,
             hand_back_lag_s=self.hand_back_lag_s,
             source_idle_timeout_s=self.source_idle_timeout_s,
             limits=self.topology_limits(),

@@ -203,7 +203,7 @@ class WorkerStatus(Message):
     follows its measured load: ``admitting`` says whether it takes another job now, and
     ``detail`` why not. ``shedding`` is set while it skips partials because its streams are
     behind real time (finals are never skipped); ``partials_shed`` counts those skips since it
-    started and ``partial_shed_share`` is their share of the moments a partial was due over the
+    started and ``partial_shed_share`` is their share of the partials that were due over the
     last ``load_window_s``.
     """
 

@@ -65,6 +65,13 @@ class FasterWhisperWorkerSettings(SegmentedWorkerSettings):
         description="CPU-s partials may spend per second of audio (a segment's first try always "
         "goes); about half of faster-whisper's offline cost",
     )
+    admit_prior_cpu_per_audio_s: float = Field(
+        default=0.12,
+        gt=0,
+        le=4,
+        description="what a stream is assumed to cost until a minute of audio has shown it "
+        "(streaming measured 0.09-0.12 CPU-s per audio-s on 2 cores)",
+    )
     temperature_fallback: bool = Field(
         default=False,
         description="re-decode doubtful finals at higher temperatures (Whisper's fallback); "

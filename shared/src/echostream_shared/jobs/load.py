@@ -43,7 +43,7 @@ def run_queue_wait_s(threads: Path = THREADS) -> float:
 class PartialTally:
     """Counts since an engine started; a streaming engine that never sheds reports zeros.
 
-    ``shed_lag`` and ``shed_budget`` count the moments a partial was due and not decoded because
+    ``shed_lag`` and ``shed_budget`` count the partials that were due and not decoded because
     the stream was behind real time, or its partial CPU budget was spent.
     """
 

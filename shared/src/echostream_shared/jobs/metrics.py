@@ -69,7 +69,7 @@ def job_metrics(engine: str, registry: CollectorRegistry = REGISTRY) -> JobMetri
         ),
         partials_shed=Counter(
             f"{prefix}_partials_shed_total",
-            "Moments a partial was due and not decoded: the stream lagged, or its CPU budget was spent",
+            "Partials due and not decoded: the stream lagged, or its CPU budget was spent",
             ["reason"],
             registry=registry,
         ),

@@ -28,6 +28,7 @@ from echostream_shared.logging import get_logger
 from echostream_shared.topology import TopologyLimits
 
 log = get_logger("worker")
+FETCH_WAIT_S = 0.3  # a pull waits this long for a job; a stop is seen within it
 
 
 class Engine(Protocol):
@@ -71,7 +72,9 @@ class WorkerOptions:
     """Above this lag the worker reports degraded; it stops admitting at half of it, where batch
     engines start shedding partials."""
     admit_cpu_share: float = 0.75
-    admit_settle_s: float = 1.5
+    admit_settle_s: float = 0.3
+    admit_prior_cpu_per_audio_s: float = 0.25
+    """A stream's cost (CPU-s per audio-s) until the worker has measured it: the engine's."""
     hand_back_lag_s: float = 0.0
     """When a stream stays this far behind all through the lag window and others share the
     worker, the newest job goes back to the queue (one per window); 0: never."""
@@ -102,6 +105,7 @@ class JobWorker:
                 cpu_share=options.admit_cpu_share,
                 settle_s=options.admit_settle_s,
                 young_s=options.load_window_s,
+                prior_cpu_per_audio_s=options.admit_prior_cpu_per_audio_s,
             ),
             usable_cores(),
         )
@@ -157,7 +161,7 @@ class JobWorker:
                 await asyncio.sleep(0.2)
                 continue
             try:
-                msgs = await queue.fetch(1, timeout=1.0)
+                msgs = await queue.fetch(1, timeout=FETCH_WAIT_S)
             except TimeoutError:
                 continue
             except NatsError as exc:

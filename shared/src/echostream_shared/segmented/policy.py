@@ -63,7 +63,7 @@ class SegmentPolicy:
     max_segment_s: float = 25.0  # with the pad, still inside Whisper's 30 s window
     min_segment_s: float = 0.25  # shorter VAD segments are not decoded (Whisper invents text)
     pad_s: float = 0.2  # audio decoded before a VAD onset, in case it clipped one (never before the last final)
-    first_partial_s: float = 0.8  # segment audio (with the VAD's pre-roll) before the first try
+    first_partial_s: float = 0.6  # segment audio (with the VAD's pre-roll) before the first try
     retry_interval_s: float = 0.2  # until a segment shows text: ~0.5 s of speech often gives none
     partial_interval_s: float = 1.0  # later, at most one partial per this much new audio
     partial_window_s: float = 5.0  # partials decode at most this much recent audio

@@ -17,6 +17,12 @@ class SegmentedWorkerSettings(WorkerSettings):
     max_segment_s: float = Field(
         default=25.0, ge=5, le=28, description="with its pads a segment must fit Whisper's 30 s"
     )
+    first_partial_s: float = Field(
+        default=0.6,
+        ge=0.3,
+        le=3,
+        description="segment audio (with the VAD's pre-roll) before a segment's first partial try",
+    )
     partial_cpu_per_audio_s: float = Field(
         default=0.06,
         ge=0,
@@ -29,6 +35,7 @@ class SegmentedWorkerSettings(WorkerSettings):
         """The streaming policy: partials stop at half the lag at which the worker degrades."""
         return SegmentPolicy(
             max_segment_s=self.max_segment_s,
+            first_partial_s=self.first_partial_s,
             partial_interval_s=self.partial_interval_s,
             partial_cpu_per_audio_s=self.partial_cpu_per_audio_s,
             max_lag_for_partials_s=self.degrade_lag_s / 2,
