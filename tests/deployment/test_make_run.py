@@ -123,7 +123,9 @@ async def test_make_run_transcribes_real_speech_into_a_stored_session(tmp_path: 
     assert "restarting" not in output, "a service died during the session"
     for port in run.ports.values():
         assert not port_is_listening(port), f"port {port} still open after Ctrl-C"
-    assert code == MAKE_INTERRUPTED, output[-2000:]
+    # make exits by the SIGINT it was sent once its recipe stopped, or 0 when the signal reached
+    # it only after the recipe had exited cleanly (seen in CI): both are a clean stop
+    assert code in (MAKE_INTERRUPTED, 0), output[-2000:]
     assert healthy_after_s < 60
 
 
