@@ -12,7 +12,7 @@ temperature fallback; ``add_word_timestamps``: its word alignment), with its no-
 shared guards screen every decode.
 
 Concurrent ``transcribe`` calls (the streams of one worker) are gathered by a ``BatchScheduler``
-and decoded together by a ``BatchDecoder`` (``batch_decode``): finals before partials, clips of
+and decoded together by a ``BatchDecoder`` (``batch_decode``): first-text partials, finals, then later partials; clips of
 similar length in one CTranslate2 encode, generate and align.
 
 The model loads when the transcriber is built, so a directory CTranslate2 cannot read fails at
