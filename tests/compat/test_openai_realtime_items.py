@@ -191,3 +191,21 @@ def test_partials_built_on_earlier_ones_keep_sending_deltas_in_a_long_segment() 
         partial(0, 3, "The invention of movable metal letters", end=8 * RATE)
     )
     assert deltas(events) == "The invention of movable metal"
+
+
+def test_stitching_matches_the_sent_words_to_the_head_of_the_final_only() -> None:
+    # two partials agreed on a misheard "The engine"; the final's later "the" must not match it
+    sent = ["the", "invention.", "The", "engine"]
+    final = "The invention of movable metal letters in the middle".split()
+    assert stitched(sent, final) == [*sent, "metal", "letters", "in", "the", "middle"]
+
+
+def test_a_word_cut_short_at_the_partials_edge_is_not_sent() -> None:
+    items = Items("ga")
+    items.start(0, announce=True)
+    items.end(3 * RATE, now=0.0)
+    events = items.transcript(partial(0, 1, "in the only s- with which"))
+    events += items.transcript(partial(0, 2, "in the only s- with which we"))
+    assert deltas(events) == "in the only"
+    events += items.transcript(final(0, 3 * RATE, "in the only sense with which we are"))
+    assert events[-1]["transcript"] == "in the only sense with which we are"

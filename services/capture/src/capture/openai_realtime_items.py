@@ -16,7 +16,6 @@ prefix of ``transcript``. The stored session keeps the engine's own finals.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections import deque
@@ -267,9 +266,10 @@ def _whole(item: Item, partial: m.TranscriptPartial, words: list[str]) -> bool:
 
 
 def _agreed(hypothesis: list[str], previous: list[str] | None) -> list[str]:
-    """The partial's words that are unlikely to change: never its last word, and only those the
-    previous revision agrees with."""
-    cap = len(hypothesis) - 1
+    """The partial's words that are unlikely to change: never its last word nor a word cut short
+    ("s-": the engine heard its start only), and only those the previous revision agrees with."""
+    cut = [i for i, word in enumerate(hypothesis) if word.endswith("-")]
+    cap = min([len(hypothesis) - 1, *cut])
     if previous is not None:
         same = 0
         for a, b in zip(hypothesis, previous, strict=False):
@@ -281,16 +281,21 @@ def _agreed(hypothesis: list[str], previous: list[str] | None) -> list[str]:
 
 
 def stitched(sent: list[str], final: list[str]) -> list[str]:
-    """The words already sent, then the final's words that follow them."""
+    """The words already sent, then the final's words that follow them.
+
+    The sent words stand for the head of the final that they are closest to (fewest word edits);
+    among equally close heads, the one as long as the sent words. Only the final's head is matched,
+    so a misheard partial word can never match a later word of the final and skip the ones between.
+    """
     if not sent:
         return final
     a = [normalized(w) for w in sent]
     b = [normalized(w) for w in final]
-    position = 0
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if i1 >= len(a):
-            break
-        # where the sent words' last stretch differs from the final, they replace it word for word
-        last_replaced = tag == "replace" and i2 == len(a)
-        position = j1 + min(j2 - j1, i2 - i1) if last_replaced else j2
-    return sent + final[position:]
+    # row[k]: word edits between the sent words so far and the final's first k words
+    row = list(range(len(b) + 1))
+    for word in a:
+        previous, row = row, [row[0] + 1]
+        for k, other in enumerate(b, start=1):
+            row.append(min(previous[k] + 1, row[k - 1] + 1, previous[k - 1] + (word != other)))
+    head = min(range(len(b) + 1), key=lambda k: (row[k], abs(k - len(a))))
+    return sent + final[head:]
