@@ -196,7 +196,7 @@ def test_partials_built_on_earlier_ones_keep_sending_deltas_in_a_long_segment() 
 def test_stitching_matches_the_sent_words_to_the_head_of_the_final_only() -> None:
     # two partials agreed on a misheard "The engine"; the final's later "the" must not match it
     sent = ["the", "invention.", "The", "engine"]
-    final = "The invention of movable metal letters in the middle".split()
+    final = ["The", "invention", "of", "movable", "metal", "letters", "in", "the", "middle"]
     assert stitched(sent, final) == [*sent, "metal", "letters", "in", "the", "middle"]
 
 
