@@ -9,6 +9,7 @@ import { TranscriptView } from "./transcript.js";
 const CHUNK_MS = 100;
 const STATUS_EVERY_MS = 5000;
 const RECOVER_FOR_MS = 120_000;
+const COMPARE_AFTER_CLOSE_MS = 60_000;
 
 const $ = (selector) => document.querySelector(selector);
 const api = new Api();
@@ -35,7 +36,7 @@ const transcript = new TranscriptView($("[data-testid=transcript]"));
 const compared = new TranscriptView($("[data-testid=transcript-compare]"));
 const library = new Library(api, $("[data-view-panel=library]"), { onProblem: showProblem });
 
-let live = null; // {session, captures, context, started, latencies, counts, compareFeed}
+let live = null; // {session, captures, context, started, latencies, counts, compareFeeds}
 
 function showAlert(text, { kind = "error", code = "" } = {}) {
   ui.alert.textContent = text;
@@ -165,6 +166,7 @@ async function start() {
     setState("idle", error instanceof AudioProblem ? "Microphone unavailable." : "Not started.");
     return;
   }
+  closeCompare(live); // the last session's feeds, if the aggregator has not completed it yet
   const context = new AudioContext();
   await context.resume();
   const engine = ui.engine.value;
@@ -179,7 +181,7 @@ async function start() {
     firstFrameAt: null,
     latencies: [],
     counts: { partials: 0, finals: 0 },
-    compareFeed: null,
+    compareFeeds: new Map(), // bus session id -> EventSource of the compare engine
   };
   transcript.clear();
   compared.clear();
@@ -230,6 +232,10 @@ async function start() {
   });
   session.addEventListener("closed", () => {
     stopCaptures();
+    // The compare engine's last finals may still be on their way to the aggregator: its feeds
+    // close on session.completed; this only bounds them if that never comes.
+    const current = live;
+    setTimeout(() => closeCompare(current), COMPARE_AFTER_CLOSE_MS);
     if (ui.live.dataset.state !== "done") setState("idle", "Stopped.");
   });
   await session.connect();
@@ -288,17 +294,42 @@ async function recoverFinals(current, { sessionId, offset }, deadline = Date.now
   ui.counts.textContent = `${current.counts.partials} / ${current.counts.finals}`;
 }
 
+// The compare column follows the aggregator's feed of the other engine, one feed per bus session
+// (a reconnect opens another). A feed is closed once its session is complete (otherwise the
+// browser's EventSource would reconnect each time the aggregator ends the stream, until the
+// short-lived token expires), when the same session is followed again and when a new live
+// session starts. Not on Stop: the compare engine's last finals come after it.
+function closeCompare(current, sessionId = null) {
+  if (!current) return;
+  for (const [id, feed] of current.compareFeeds) {
+    if (sessionId !== null && id !== sessionId) continue;
+    feed.close();
+    current.compareFeeds.delete(id);
+  }
+}
+
 function followCompare(sessionId, engine, attempt = 0) {
   ui.compareColumn.hidden = false;
   ui.compareTitle.textContent = `Transcript (${engine})`;
   const current = live;
+  closeCompare(current, sessionId);
   api
     .withToken(`/v1/library/sessions/${sessionId}/feed?engine=${encodeURIComponent(engine)}`)
     .then((url) => {
+      if (live !== current) return;
+      closeCompare(current, sessionId);
       const feed = new EventSource(url);
-      current.compareFeed = feed;
+      current.compareFeeds.set(sessionId, feed);
+      const done = () => {
+        feed.close();
+        if (current.compareFeeds.get(sessionId) === feed) current.compareFeeds.delete(sessionId);
+      };
       feed.addEventListener("update", (event) => {
         const update = JSON.parse(event.data);
+        if (update.kind === "session.completed" || update.kind === "session.deleted") {
+          done();
+          return;
+        }
         if (!update.kind.startsWith("transcript.")) return;
         compared.show({
           type: update.kind === "transcript.final" ? "final" : "partial",
