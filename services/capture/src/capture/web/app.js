@@ -272,22 +272,8 @@ async function recoverFinals(current, { sessionId, offset }, deadline = Date.now
   }
   if (live !== current) return;
   for (const segment of session.transcript) {
-    const start = segment.source_start_sample / 16000;
-    const shift = segment.start_s - start; // session timeline -> the source's own clock
     const known = transcript.lines.get(segment.segment_id)?.dataset.final === "true";
-    transcript.show(
-      {
-        type: "final",
-        segment_id: segment.segment_id,
-        source: segment.source,
-        start,
-        end: segment.source_end_sample / 16000,
-        text: segment.text,
-        words: segment.words.map((w) => ({ ...w, start: w.start_s - shift, end: w.end_s - shift })),
-      },
-      offset,
-      sessionId,
-    );
+    transcript.show(storedFinal(segment), offset, sessionId);
     if (!known) current.counts.finals += 1;
   }
   transcript.dropPartialsOf(sessionId);
@@ -308,6 +294,22 @@ function closeCompare(current, sessionId = null) {
   }
 }
 
+// A final as the library stores it (SegmentOut), as the live protocol sends it: times on the
+// source's own clock.
+function storedFinal(segment) {
+  const start = segment.source_start_sample / 16000;
+  const shift = segment.start_s - start; // session timeline -> the source's own clock
+  return {
+    type: "final",
+    segment_id: segment.segment_id,
+    source: segment.source,
+    start,
+    end: segment.source_end_sample / 16000,
+    text: segment.text,
+    words: segment.words.map((w) => ({ ...w, start: w.start_s - shift, end: w.end_s - shift })),
+  };
+}
+
 function followCompare(sessionId, engine, attempt = 0) {
   ui.compareColumn.hidden = false;
   ui.compareTitle.textContent = `Transcript (${engine})`;
@@ -324,6 +326,22 @@ function followCompare(sessionId, engine, attempt = 0) {
         feed.close();
         if (current.compareFeeds.get(sessionId) === feed) current.compareFeeds.delete(sessionId);
       };
+      // The finals (and live tail) the aggregator stored before the feed was subscribed.
+      feed.addEventListener("snapshot", (event) => {
+        const snapshot = JSON.parse(event.data);
+        for (const segment of snapshot.transcript) compared.show(storedFinal(segment));
+        const offsets = new Map(snapshot.source_details.map((s) => [s.source, s.offset_s]));
+        for (const partial of snapshot.live_tail) {
+          const shift = offsets.get(partial.source) ?? 0; // back on the source's own clock
+          compared.show({
+            type: "partial",
+            ...partial,
+            start: partial.start_s - shift,
+            end: partial.end_s - shift,
+          });
+        }
+        if (snapshot.complete) done(); // the aggregator ends a complete session's feed here
+      });
       feed.addEventListener("update", (event) => {
         const update = JSON.parse(event.data);
         if (update.kind === "session.completed" || update.kind === "session.deleted") {
