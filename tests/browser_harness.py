@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
+import pytest
+from pipeline_procs import Pipeline, running_pipeline
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 CHROMIUM = Path(os.environ.get("ECHOSTREAM_CHROMIUM", "/usr/bin/chromium"))
 CAPTURE_TOKEN = "browser-test-capture-token"
@@ -31,6 +39,68 @@ def chromium_args(wav: Path) -> list[str]:
         f"--use-file-for-fake-audio-capture={wav}%noloop",
         f"--auto-select-tab-capture-source-by-title={SHARED_TAB_TITLE}",
     ]
+
+
+@contextlib.contextmanager
+def chromium(microphone_wav: Path) -> Iterator[Browser]:
+    """Debian's Chromium, headless, its fake microphone playing ``microphone_wav`` once."""
+    if not CHROMIUM.is_file():
+        pytest.skip(
+            f"no Chromium at {CHROMIUM}: run `make install` as root on Debian "
+            "(infra/browser/install-chromium.sh), or set ECHOSTREAM_CHROMIUM"
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=chromium_args(microphone_wav)
+        )
+        yield launched
+        launched.close()
+
+
+@contextlib.contextmanager
+def browser_pipeline(workdir: Path, **capture_env: str) -> Iterator[Pipeline]:
+    """The real pipeline with a capture token and an aggregator API token, as compose runs it,
+    once the aggregator (which the library needs) answers healthy."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ECHOSTREAM_AGGREGATOR_API_TOKEN", AGGREGATOR_TOKEN)
+        env.setenv("ECHOSTREAM_CAPTURE_AGGREGATOR_TOKEN", AGGREGATOR_TOKEN)
+        with running_pipeline(
+            workdir, ECHOSTREAM_CAPTURE_TOKEN=CAPTURE_TOKEN, **capture_env
+        ) as running:
+            wait_until_healthy(running.aggregator + "/health")
+            yield running
+
+
+def wait_until_healthy(url: str, timeout_s: float = 60.0) -> None:
+    """Until ``url`` answers 200 (running_pipeline does not wait for the aggregator)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer healthy within {timeout_s} s")
+
+
+def open_page(
+    contexts: list[BrowserContext], browser: Browser, base: str, *, microphone: bool
+) -> Page:
+    """The page at ``base`` in a new 1200x600 context (the screenshots' size), once it booted."""
+    context = browser.new_context(
+        permissions=["microphone"] if microphone else [],
+        viewport={"width": 1200, "height": 600},
+        accept_downloads=True,
+    )
+    contexts.append(context)
+    page = context.new_page()
+    page.goto(base + "/")
+    page.wait_for_selector("body[data-ready='true']")
+    return page
+
+
+def sign_in(page: Page, token: str) -> None:
+    page.get_by_label("Server token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
 
 
 class CuttableProxy:

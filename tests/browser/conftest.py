@@ -6,20 +6,17 @@ Playwright's own browser download does not work everywhere, and Debian's package
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import soundfile  # type: ignore[import-untyped]
-from browser_harness import AGGREGATOR_TOKEN, CAPTURE_TOKEN, CHROMIUM, LEAD_S, chromium_args
+from browser_harness import LEAD_S, browser_pipeline, chromium
 from capture_audio import RATE, Speech, conversation, silence
-from pipeline_procs import Pipeline, running_pipeline
-from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from pipeline_procs import Pipeline
+from playwright.sync_api import Browser, BrowserContext
 
 
 @pytest.fixture(scope="session")
@@ -43,40 +40,14 @@ def speech_wav(speech: Speech, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """The real pipeline with a capture token and an aggregator API token, as compose runs it."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("ECHOSTREAM_AGGREGATOR_API_TOKEN", AGGREGATOR_TOKEN)
-        env.setenv("ECHOSTREAM_CAPTURE_AGGREGATOR_TOKEN", AGGREGATOR_TOKEN)
-        with running_pipeline(
-            tmp_path_factory.mktemp("pipeline"), ECHOSTREAM_CAPTURE_TOKEN=CAPTURE_TOKEN
-        ) as running:
-            wait_until_healthy(running.aggregator + "/health")
-            yield running
-
-
-def wait_until_healthy(url: str, timeout_s: float = 60.0) -> None:
-    """The library needs the aggregator, which running_pipeline does not wait for."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer healthy within {timeout_s} s")
+    with browser_pipeline(tmp_path_factory.mktemp("pipeline")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def browser(speech_wav: Path) -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.skip(
-            f"no Chromium at {CHROMIUM}: run `make install` as root on Debian "
-            "(infra/browser/install-chromium.sh), or set ECHOSTREAM_CHROMIUM"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=chromium_args(speech_wav)
-        )
+    with chromium(speech_wav) as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import browser_harness as harness
 import httpx
 import pysubs2
 import pytest
@@ -18,6 +19,7 @@ from browser_harness import (
     LEAD_S,
     SHARED_TAB_TITLE,
     CuttableProxy,
+    sign_in,
 )
 from capture_audio import RATE, Speech
 from pipeline_procs import Pipeline
@@ -64,21 +66,7 @@ def open_page(
     microphone: bool,
     base: str | None = None,
 ) -> Page:
-    context = browser.new_context(
-        permissions=["microphone"] if microphone else [],
-        viewport={"width": 1200, "height": 600},
-        accept_downloads=True,
-    )
-    contexts.append(context)
-    page = context.new_page()
-    page.goto((base or pipeline.http) + "/")
-    page.wait_for_selector("body[data-ready='true']")
-    return page
-
-
-def sign_in(page: Page, token: str) -> None:
-    page.get_by_label("Server token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
+    return harness.open_page(contexts, browser, base or pipeline.http, microphone=microphone)
 
 
 def alert(page: Page) -> Locator:
@@ -101,11 +89,8 @@ def test_live_microphone_transcript_then_library_and_srt(
 
     page.get_by_role("button", name="Start").click()
     page.wait_for_selector("[data-view-panel='live'][data-state='live']", timeout=20_000)
-    # The WAV plays in real time; the screenshot is taken while "hello world" is being said.
-    during_s = len(speech.pcm) / RATE - 0.8
-    page.wait_for_timeout(during_s * 1000)
-    page.screenshot(path=str(screenshots / "live-page.png"), full_page=True)
-    page.wait_for_timeout((len(speech.pcm) / RATE + 1.5 - during_s) * 1000)
+    # The WAV plays in real time (the live page's screenshot is test_two_engines.py's).
+    page.wait_for_timeout((len(speech.pcm) / RATE + 1.5) * 1000)
     page.get_by_role("button", name="Stop").click()
     page.wait_for_selector("[data-view-panel='live'][data-state='done']", timeout=FINISH_TIMEOUT_MS)
 
