@@ -45,6 +45,7 @@ from capture.deepgram_events import (
     seconds,
 )
 from capture.deepgram_timeline import Due, Rules, Timeline
+from capture.frame_carry import FrameCarry
 from capture.hub import Hub
 from capture.limits import format_problem
 from capture.relay import TranscriptEvent
@@ -131,7 +132,7 @@ class DeepgramLive(LiveConnection):
         self._raw = self.options.raw_format()
         self._decoder: ContainerDecoder | None = None
         self._head = bytearray()
-        self._carry = b""
+        self._carry: FrameCarry | None = None
         self._sha = hashlib.sha256()
         self._closing = False
         self._finished = False
@@ -270,20 +271,15 @@ class DeepgramLive(LiveConnection):
 
     async def _write_raw(self, data: bytes) -> None:
         """Audio is a byte stream: a frame may split a sample, the rest waits for the next one."""
-        assert self._raw is not None
-        data = self._carry + data
-        frame = self._raw.frame_bytes
-        whole = len(data) - len(data) % frame
-        self._carry = data[whole:]
-        if not whole:
+        assert self._raw is not None and self._carry is not None
+        data = self._carry.push(data)
+        if not data:
             return
         if len(self.names) == 1:
-            await self.write_audio(self.names[0], data[:whole])
+            await self.write_audio(self.names[0], data)
             return
-        width = frame // len(self.names)
-        interleaved = np.frombuffer(data[:whole], dtype=np.uint8).reshape(
-            -1, len(self.names), width
-        )
+        width = self._raw.frame_bytes // len(self.names)
+        interleaved = np.frombuffer(data, dtype=np.uint8).reshape(-1, len(self.names), width)
         for index, name in enumerate(self.names):
             await self.write_audio(name, interleaved[:, index, :].tobytes())
 
@@ -297,6 +293,7 @@ class DeepgramLive(LiveConnection):
         if problem is not None:
             raise Fatal(problem, 1008, "unsupported_format")
         self._raw = fmt
+        self._carry = FrameCarry(fmt.frame_bytes)
         mono = AudioFormat(fmt.sample_rate, 1, fmt.encoding)
         self.formats = dict.fromkeys(self.names, mono if len(self.names) > 1 else fmt)
 
@@ -359,9 +356,7 @@ class DeepgramLive(LiveConnection):
                 await self._decoder.finish()
             except DecodeFailed as exc:
                 self.outbox.send(self.error_message(Rejected("undecodable", str(exc))))
-        if self._carry:
-            dropped = len(self._carry)
-            self._carry = b""
+        if self._carry is not None and (dropped := self._carry.drop()):
             message = f"the stream ended inside a sample: its last {dropped} bytes are dropped"
             self.outbox.send(self.error_message(Rejected("bad_frame", message)))
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
 from capture.connection import Fatal, LiveConnection, Refusal, Rejected, admit
+from capture.frame_carry import FrameCarry
 from capture.hub import Hub
 from capture.limits import format_problem
 from capture.openai_realtime_events import (
@@ -100,7 +101,8 @@ class OpenAIRealtimeConnection(LiveConnection):
             settings.vad_threshold, settings.vad_pre_roll_ms, settings.vad_min_silence_ms
         )
         self._event_id: str | None = None  # of the client event being handled
-        self._appended = 0  # 16 kHz samples appended so far
+        self._frames = 0  # whole frames appended so far, at the client's rate
+        self._carry: FrameCarry | None = None  # a sample split between appends
         self._buffer_start = 0  # where the uncommitted audio begins (16 kHz samples)
 
     # -- the protocol's hooks ------------------------------------------------------------------
@@ -203,9 +205,21 @@ class OpenAIRealtimeConnection(LiveConnection):
             return
         if self.session is None:
             await self._open()
-        await self.write_audio(SOURCE, data)
-        fmt = self.formats[SOURCE]
-        self._appended += len(data) // fmt.frame_bytes * RATE // fmt.sample_rate
+        assert self._carry is not None
+        # An append may end inside a sample (an odd byte count of pcm16): its head waits for
+        # the next append, as a byte stream would; only a commit or the end leaves it dangling.
+        whole = self._carry.push(data)
+        if not whole:
+            return
+        await self.write_audio(SOURCE, whole)
+        self._frames += len(whole) // self._carry.frame_bytes
+
+    @property
+    def _appended(self) -> int:
+        """16 kHz samples appended so far."""
+        if self.session is None:
+            return 0
+        return self._frames * RATE // self.formats[SOURCE].sample_rate
 
     async def _commit(self) -> None:
         buffered_ms = max(0, self._appended - self._buffer_start) * 1000 // RATE
@@ -215,6 +229,7 @@ class OpenAIRealtimeConnection(LiveConnection):
                 "Error committing input audio buffer: buffer too small. Expected at least "
                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has {buffered_ms}ms of audio.",
             )
+        self._drop_split_sample("the committed audio")
         cut = await self.cut(SOURCE)
         start, self._buffer_start = self._buffer_start, max(self._buffer_start, cut)
         if self.items.last_end != cut and not self.config.manual and cut - start >= RATE // 10:
@@ -223,6 +238,8 @@ class OpenAIRealtimeConnection(LiveConnection):
 
     async def _clear(self) -> None:
         self.items.clear()
+        if self._carry is not None:
+            self._carry.drop()  # part of the audio cleared
         if self.session is not None and self._appended > self._buffer_start:
             self.items.discarding = True
             try:
@@ -238,6 +255,7 @@ class OpenAIRealtimeConnection(LiveConnection):
         chosen = self.model or (transcription.model if transcription is not None else None)
         engine = engine_for(self.hub, chosen)
         self.formats[SOURCE] = self.config.audio_format
+        self._carry = FrameCarry(self.config.audio_format.frame_bytes)
         metadata = {"openai_session_id": self.session_id}
         if chosen:
             metadata["model"] = chosen[:64]
@@ -245,6 +263,21 @@ class OpenAIRealtimeConnection(LiveConnection):
         if self.config.manual:
             await self.set_segmentation(SOURCE, "manual")
         log.info("openai.session", engine=engine, dialect=self.dialect, manual=self.config.manual)
+
+    def _drop_split_sample(self, what: str) -> None:
+        """Bytes of a sample no append finished: dropped, and the client told in an error."""
+        if self._carry is None or not (dropped := self._carry.drop()):
+            return
+        self.reject("bad_frame")
+        message = (
+            f"{what} ends inside a sample: its last {dropped} byte(s) are dropped "
+            f"({self._carry.frame_bytes}-byte samples)"
+        )
+        self.outbox.send(self.error_message(OpenAIRejected("invalid_value", message, "audio")))
+
+    async def cleanup(self, reason: str) -> None:
+        self._drop_split_sample("the audio at the end of the session")
+        await super().cleanup(reason)
 
     # -- sending -------------------------------------------------------------------------------
 
