@@ -206,6 +206,17 @@ def test_a_lost_connection_reconnects_and_the_session_loses_no_text(
                 "lines => lines.map(line => line.dataset.session)"
             )
         )
+        # Two library entries (the aggregator does not merge them), linked both ways.
+        page.get_by_role("button", name="Library").click()
+        later = page.locator(f"tr[data-session='{second_id}']")
+        later.wait_for()
+        later.get_by_role("button").click()
+        continues = page.locator(".detail [data-continuity='continues']")
+        assert continues.inner_text() == f"continues {first_id}"
+        continues.get_by_role("button").click()
+        page.get_by_role("heading", name=f"Session {first_id}").wait_for()
+        continued = page.locator(".detail [data-continuity='continued by']")
+        assert continued.inner_text() == f"continued by {second_id}"
     assert sessions == {first_id, second_id}, heard
     assert wer(speech.text, heard) <= MAX_WER, heard
     resumed = httpx.get(

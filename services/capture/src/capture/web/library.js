@@ -33,6 +33,7 @@ export class Library {
     this.detail = root.querySelector("[data-library-detail]");
     this.count = root.querySelector("[data-library-count]");
     this.query = "";
+    this.known = new Map(); // session id -> summary, of every list page loaded
     this.feed = null;
     this.openId = null;
     this.reloadTimer = null;
@@ -55,6 +56,7 @@ export class Library {
   }
 
   renderList(page) {
+    for (const item of page.items) this.known.set(item.session_id, item);
     this.count.textContent = this.query
       ? `${page.total} session(s) match “${this.query}”`
       : `${page.total} session(s)`;
@@ -162,6 +164,7 @@ export class Library {
     for (const partial of session.live_tail) timeline.append(tailLine(partial));
     this.detail.replaceChildren(
       element("h3", { textContent: `Session ${session.session_id}` }),
+      ...[this.continuity(session)].filter(Boolean),
       element(
         "p",
         { className: "meta" },
@@ -181,6 +184,35 @@ export class Library {
       timeline,
     );
     this.detail.hidden = false;
+  }
+
+  // A reconnected live session is a new session whose metadata.resumes names the lost one; the
+  // two stay separate entries (the aggregator does not merge them), linked both ways here. The
+  // later one is found among the sessions the list has loaded.
+  continuity(session) {
+    const links = [];
+    const link = (label, sessionId) =>
+      element(
+        "span",
+        { dataset: { continuity: label } },
+        `${label} `,
+        element("button", {
+          type: "button",
+          className: "link",
+          textContent: sessionId,
+          onclick: () => this.open(sessionId),
+        }),
+      );
+    const resumes = session.metadata?.resumes;
+    if (resumes) links.push(link("continues", resumes));
+    for (const other of this.known.values()) {
+      if (other.metadata?.resumes === session.session_id) {
+        links.push(link("continued by", other.session_id));
+      }
+    }
+    if (links.length === 0) return null;
+    const joined = links.flatMap((node, index) => (index > 0 ? [" · ", node] : [node]));
+    return element("p", { className: "meta continuity" }, "Reconnected: ", ...joined);
   }
 
   follow(session) {
