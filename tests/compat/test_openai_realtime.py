@@ -163,6 +163,43 @@ async def test_a_commit_inside_a_sample_drops_the_byte_and_says_so(pipeline: Pip
     assert wer(speech.text, done["transcript"]) <= 0.25, done
 
 
+async def test_a_commit_of_less_than_100_ms_of_audio_is_refused(pipeline: Pipeline) -> None:
+    """Not only an empty buffer: 50 ms of G.711 (400 bytes at 8 kHz) is too little to commit;
+    the audio stays in the buffer, and with more appended the commit goes through."""
+    speech = speech_sample("hello_world")
+    audio = mulaw(np.concatenate([silence(0.3), speech.pcm, silence(0.3)]))
+    async with client(pipeline).realtime.connect() as conn, reading(conn) as got:
+        await conn.session.update(
+            session={
+                "type": "transcription",
+                "audio": {"input": {"format": {"type": "audio/pcmu"}, "turn_detection": None}},
+            }
+        )
+        await got.wait_for(lambda e: e["type"] == "session.updated")
+        await conn.input_audio_buffer.append(audio=base64.b64encode(audio[:400]).decode())
+        await conn.input_audio_buffer.commit(event_id="evt_short")
+        short = await got.wait_for(lambda e: e["type"] == "error")
+        for offset in range(400, len(audio), 1600):
+            chunk = base64.b64encode(audio[offset : offset + 1600]).decode()
+            await conn.input_audio_buffer.append(audio=chunk)
+        await conn.input_audio_buffer.commit(event_id="evt_whole")
+        await got.wait_completed(timeout_s=60)
+    error = short["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "input_audio_buffer_commit_empty"
+    assert error["event_id"] == "evt_short"
+    assert error["message"] == (
+        "Error committing input audio buffer: buffer too small. Expected at least 100ms of "
+        "audio, but buffer only has 50ms of audio."
+    )
+    assert len(got.of_type("error")) == 1
+    assert not got.of_type("input_audio_buffer.speech_started"), "manual mode"
+    [committed] = got.of_type("input_audio_buffer.committed")
+    [done] = got.of_type(COMPLETED)
+    assert done["item_id"] == committed["item_id"]
+    assert wer(speech.text, done["transcript"]) <= 0.25, done
+
+
 async def test_beta_manual_commits_with_g711(pipeline: Pipeline) -> None:
     names = ("hello_world", "quick_brown_fox")
     async with (
