@@ -172,3 +172,27 @@ def test_the_compare_column_shows_the_second_engine_side_by_side(
     opened = page.evaluate("window.openedFeeds.length")
     page.wait_for_timeout(4000)  # an EventSource left open would have reconnected by now
     assert page.evaluate("window.openedFeeds.length") == opened
+
+    # The library's "all engines" timeline: both engines' finals, by start time, each labelled.
+    page.get_by_role("button", name="Library").click()
+    page.locator(f"tr[data-session='{session_id}']").get_by_role("button").click()
+    page.get_by_role("heading", name=f"Session {session_id}").wait_for()
+    page.get_by_label("Engine shown").select_option(label="all engines")
+    lines = page.get_by_test_id("timeline").locator("li.final")
+    expected = len(stored["transcript"]) + len(
+        stored_view(pipeline, session_id, "whisper")["transcript"]
+    )
+    page.wait_for_function(
+        "n => document.querySelectorAll('[data-testid=\"timeline\"] li.final').length === n",
+        arg=expected,
+    )
+    shown_lines = lines.evaluate_all(
+        "ls => ls.map(l => [l.dataset.engine, Number(l.dataset.start), l.textContent])"
+    )
+    assert {engine for engine, _, _ in shown_lines} == set(ENGINES)
+    starts = [start for _, start, _ in shown_lines]
+    assert starts == sorted(starts)
+    fasterwhisper_lines = [text for engine, _, text in shown_lines if engine == "fasterwhisper"]
+    # Word spans joined: the stored text up to spacing.
+    assert len(fasterwhisper_lines) == len(stored["transcript"])
+    assert wer(" ".join(stored_texts), " ".join(fasterwhisper_lines)) == 0, fasterwhisper_lines

@@ -6,6 +6,7 @@ import { clock } from "./transcript.js";
 
 const FORMATS = ["txt", "json", "srt", "vtt"];
 const PAGE_SIZE = 50;
+const ALL_ENGINES = "*"; // the engine choice that interleaves every engine's finals
 
 function element(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -36,6 +37,7 @@ export class Library {
     this.known = new Map(); // session id -> summary, of every list page loaded
     this.feed = null;
     this.openId = null;
+    this.openEngine = null;
     this.reloadTimer = null;
     root.querySelector("[data-library-search]").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -91,14 +93,32 @@ export class Library {
   async open(sessionId, engine = null) {
     this.closeFeed();
     this.openId = sessionId;
-    const params = engine ? `?engine=${encodeURIComponent(engine)}` : "";
+    this.openEngine = engine;
     try {
-      const session = await this.api.json(`/v1/library/sessions/${sessionId}${params}`);
+      const session = await this.load(sessionId, engine);
       await this.renderDetail(session);
       if (!session.complete) this.follow(session);
     } catch (error) {
       this.onProblem(error);
     }
+  }
+
+  // One engine's view of the session (null: its primary engine), or with ALL_ENGINES the primary
+  // view whose timeline interleaves every engine's finals by start time, each with its engine.
+  async load(sessionId, engine) {
+    const view = (name) =>
+      this.api.json(
+        `/v1/library/sessions/${sessionId}` + (name ? `?engine=${encodeURIComponent(name)}` : ""),
+      );
+    if (engine !== ALL_ENGINES) return view(engine);
+    const primary = await view(null);
+    const others = await Promise.all(
+      primary.engines.filter((name) => name !== primary.engine).map(view),
+    );
+    const transcript = [primary, ...others]
+      .flatMap((one) => one.transcript)
+      .sort((a, b) => a.start_s - b.start_s || a.engine.localeCompare(b.engine));
+    return { ...primary, transcript, shown: ALL_ENGINES };
   }
 
   async renderDetail(session) {
@@ -126,8 +146,19 @@ export class Library {
         onchange: (event) => this.open(session.session_id, event.target.value),
       },
       ...session.engines.map((name) =>
-        element("option", { value: name, textContent: name, selected: name === session.engine }),
+        element("option", {
+          value: name,
+          textContent: name,
+          selected: name === (session.shown ?? session.engine),
+        }),
       ),
+      session.engines.length > 1
+        ? element("option", {
+            value: ALL_ENGINES,
+            textContent: "all engines",
+            selected: session.shown === ALL_ENGINES,
+          })
+        : null,
     );
     const remove = element("button", {
       type: "button",
@@ -225,7 +256,7 @@ export class Library {
         feed.addEventListener("update", (event) => {
           const update = JSON.parse(event.data);
           if (update.kind === "transcript.partial") this.showTail(update);
-          else this.reloadSoon(session.session_id, session.engine);
+          else this.reloadSoon(session.session_id, this.openEngine ?? session.engine);
         });
         feed.onerror = () => {
           if (feed.readyState === EventSource.CLOSED) this.closeFeed();
@@ -251,9 +282,7 @@ export class Library {
     this.reloadTimer = setTimeout(async () => {
       if (this.openId !== sessionId) return;
       try {
-        const session = await this.api.json(
-          `/v1/library/sessions/${sessionId}?engine=${encodeURIComponent(engine)}`,
-        );
+        const session = await this.load(sessionId, engine);
         if (this.openId === sessionId) await this.renderDetail(session);
         if (session.complete) this.closeFeed();
       } catch (error) {
@@ -308,6 +337,7 @@ function segmentLine(segment) {
       dataset: {
         source: segment.source,
         engine: segment.engine,
+        start: String(segment.start_s),
         time: `${clock(segment.start_s)}–${clock(segment.end_s)}`,
       },
     },
