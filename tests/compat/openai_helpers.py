@@ -61,7 +61,22 @@ def mulaw(pcm: Pcm) -> bytes:
     magnitude = np.minimum(np.abs(samples), 32635) + 0x84
     exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 7
     mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    return bytes((~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes())
+
+
+ALAW_SEGMENT_ENDS = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
+
+
+def alaw(pcm: Pcm) -> bytes:
+    """8 kHz G.711 A-law (ITU-T G.711 compression of 16-bit samples, as Sun's g711.c)."""
+    samples = resample(pcm, 8000).astype(np.int32) >> 3
+    mask = np.where(samples >= 0, 0xD5, 0x55)
+    magnitude = np.where(samples >= 0, samples, -samples - 1)
+    segment = np.searchsorted(ALAW_SEGMENT_ENDS, magnitude, side="left")
+    shift = np.where(segment < 2, 1, segment)
+    code = (segment << 4) | ((magnitude >> shift) & 0x0F)
+    code = np.where(segment >= 8, 0x7F, code)
+    return ((code ^ mask) & 0xFF).astype(np.uint8).tobytes()
 
 
 def wav_bytes(pcm: Pcm, rate: int = RATE) -> bytes:

@@ -22,6 +22,7 @@ from compat.deepgram_helpers import (
     stored_session,
     strictly_valid,
 )
+from compat.openai_helpers import alaw, mulaw
 from deepgram.listen.v1.types import (
     ListenV1Metadata,
     ListenV1Results,
@@ -238,7 +239,7 @@ async def test_finalize_flushes_and_marks_the_next_final(pipeline: Pipeline) -> 
         await stream.send_audio(head.tobytes(), FRAME, REAL_TIME)
         await stream.socket.send_finalize()  # mid-utterance
         flushed = await stream.wait_for(
-            lambda r: isinstance(r, ListenV1Results) and r.is_final and r is not first
+            lambda r: isinstance(r, ListenV1Results) and bool(r.is_final) and r is not first
         )
         # The VAD ends "hello" within this silence; its final may still be due at Finalize.
         tail = np.concatenate([fox.pcm[cut:], silence(1.0), hello.pcm, silence(0.8)])
@@ -287,6 +288,35 @@ async def test_multichannel_streams_each_channel_as_a_source_of_one_session(
         assert found <= wer(speech.text, native) + 0.02, (channel, stream.transcript(channel))
     stored = await stored_session(pipeline, stream.request_id)
     assert sorted(stored["sources"]) == ["channel-0", "channel-1"]
+
+
+@pytest.mark.parametrize(("encoding", "compress"), [("mulaw", mulaw), ("alaw", alaw)])
+async def test_telephony_g711_at_8_khz_matches_native_accuracy(
+    pipeline: Pipeline, encoding: str, compress: Any
+) -> None:
+    """Raw 8 kHz µ-law and A-law as a phone bridge sends it (20 ms frames), against the native
+    protocol on the very same bytes."""
+    speech = conversation(gap_s=1.0, names=WORDED)
+    data = compress(np.concatenate([speech.pcm, silence(0.5)]))
+    async with LiveStream(pipeline, encoding=encoding, sample_rate=8000) as stream:
+        await stream.send_audio(data, 160, 8000 * 4)
+        await stream.close_stream()
+    metadata = assert_metadata_last(stream, data)
+    assert metadata.duration == pytest.approx(len(data) / 8000, abs=0.01)
+    assert_locked_once(stream.finals())
+    async with NativeClient(pipeline.ws, token=TOKEN) as native:
+        ready = await native.start(sample_rate=8000, encoding=encoding, partials=False)
+        assert ready["type"] == "ready", ready
+        await native.stream(0, data, frame_bytes=800)
+        done = await native.finish(timeout_s=120)
+    assert done["complete"], done
+    native_text = " ".join(
+        f["text"] for f in sorted(native.of_type("final"), key=lambda f: f["start"])
+    )
+    found, reference = wer(speech.text, stream.transcript()), wer(speech.text, native_text)
+    print(f"WER deepgram {encoding} {found:.3f} native {reference:.3f}")
+    assert found <= reference + 0.02
+    assert found <= 0.2
 
 
 @pytest.mark.parametrize(
