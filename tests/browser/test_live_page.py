@@ -7,6 +7,8 @@ library, whose SRT download is checked. A refused microphone and a wrong token s
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import browser_harness as harness
@@ -29,6 +31,9 @@ from speech_corpus import wer
 pytestmark = pytest.mark.slow
 
 MAX_WER = 0.15
+CLOCK = r"\d\d:\d\d\.\d"
+WORD_TIME = f"{CLOCK}–{CLOCK}"
+LIVE_WORD_TIME = WORD_TIME + r"(, p [01]\.\d\d)?"
 FINISH_TIMEOUT_MS = 75_000  # capture answers `done` within its FINISH_TIMEOUT_S (60 s)
 FIRSTS = """() => {
   const root = document.querySelector('[data-testid="transcript"]');
@@ -98,6 +103,21 @@ def test_live_microphone_transcript_then_library_and_srt(
     heard = " ".join(finals)
     assert finals, "no final reached the page"
     assert wer(speech.text, heard) <= MAX_WER, heard
+    # Each final's words carry their times (and whisper.cpp's probability) as a title.
+    live_titles = (
+        page.get_by_test_id("transcript")
+        .locator("span.word")
+        .evaluate_all("ws => ws.map(w => w.title)")
+    )
+    assert live_titles and all(re.fullmatch(LIVE_WORD_TIME, t) for t in live_titles), live_titles
+    # The figures: the last and median final latency, partials / finals, the worker status.
+    latency = page.get_by_test_id("latency").inner_text()
+    assert re.fullmatch(r"\d+\.\d\d s / \d+\.\d\d s", latency), latency
+    last_s, median_s = (float(part.removesuffix(" s")) for part in latency.split(" / "))
+    assert 0 < last_s < 30 and 0 < median_s < 30, latency
+    partials, shown_finals = map(int, page.get_by_test_id("counts").inner_text().split(" / "))
+    assert shown_finals >= len(finals) and partials >= 1
+    assert page.get_by_test_id("worker-status").inner_text() == "whisper: 1 worker"
     compared = page.get_by_test_id("transcript-compare").locator("[data-final='true']")
     page.wait_for_function(
         """n => document.querySelectorAll('[data-testid="transcript-compare"] [data-final]')
@@ -134,12 +154,39 @@ def test_live_microphone_transcript_then_library_and_srt(
     assert len(speech.pcm) / RATE - 0.5 <= played_s <= len(speech.pcm) / RATE + 6
     page.screenshot(path=str(screenshots / "library.png"), full_page=True)
 
-    with page.expect_download() as download:
-        page.get_by_role("link", name="SRT").click()
-    subtitles = pysubs2.SSAFile.from_string(Path(download.value.path()).read_text(), format_="srt")
-    cue_texts = [event.plaintext.removeprefix("[mic] ") for event in subtitles]
-    assert download.value.suggested_filename == f"{session_id}.srt"
+    # Word times on hover: each word of the stored timeline has its start–end as its title.
+    word_titles = timeline.locator("span.word").evaluate_all("ws => ws.map(w => w.title)")
+    assert word_titles and all(re.fullmatch(WORD_TIME, title) for title in word_titles), word_titles
+
+    def download(label: str) -> tuple[str, str]:
+        with page.expect_download() as started:
+            page.get_by_role("link", name=label).click()
+        return started.value.suggested_filename, Path(started.value.path()).read_text()
+
+    name, srt = download("SRT")
+    assert name == f"{session_id}.srt"
+    cue_texts = [
+        event.plaintext.removeprefix("[mic] ")
+        for event in pysubs2.SSAFile.from_string(srt, format_="srt")
+    ]
     assert wer(speech.text, " ".join(cue_texts)) <= MAX_WER, cue_texts
+    name, vtt = download("VTT")
+    assert name == f"{session_id}.vtt" and vtt.startswith("WEBVTT")
+    cue_texts = [
+        event.plaintext.removeprefix("[mic] ")
+        for event in pysubs2.SSAFile.from_string(vtt, format_="vtt")
+    ]
+    assert wer(speech.text, " ".join(cue_texts)) <= MAX_WER, cue_texts
+    name, txt = download("TXT")
+    assert name == f"{session_id}.txt"
+    txt_lines = [re.sub(r"^\[[^]]+\] mic: ", "", line) for line in txt.splitlines()]
+    assert len(txt_lines) == len(finals) and all(not line.startswith("[") for line in txt_lines)
+    assert wer(speech.text, " ".join(txt_lines)) <= MAX_WER, txt
+    name, exported = download("JSON")
+    assert name == f"{session_id}.json"
+    document = json.loads(exported)
+    assert document["session_id"] == session_id and document["complete"] is True
+    assert wer(speech.text, " ".join(s["text"] for s in document["transcript"])) <= MAX_WER
 
 
 def test_refused_microphone_is_explained(
