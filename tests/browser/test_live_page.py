@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import browser_harness as harness
 import httpx
@@ -25,7 +26,7 @@ from browser_harness import (
 )
 from capture_audio import RATE, Speech
 from pipeline_procs import Pipeline
-from playwright.sync_api import Browser, BrowserContext, Locator, Page
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Route
 from speech_corpus import wer
 
 pytestmark = pytest.mark.slow
@@ -352,3 +353,61 @@ def test_a_shared_tab_opens_as_a_second_source_of_the_same_session(
         headers={"Authorization": f"Bearer {AGGREGATOR_TOKEN}"},
     ).json()
     assert sorted(stored["sources"]) == ["mic", "tab"]
+
+
+def test_the_library_shows_more_than_a_page_with_more(
+    contexts: list[BrowserContext], browser: Browser, pipeline: Pipeline
+) -> None:
+    """The list's paging, on a library of 120 sessions faked at the page's fetch (the real one
+    holds the few this module makes): "More" asks for the next offset and adds its rows."""
+    total = 120
+    offsets: list[int] = []
+
+    def fake_library(route: Route) -> None:
+        query = parse_qs(urlparse(route.request.url).query)
+        limit, offset = int(query["limit"][0]), int(query.get("offset", ["0"])[0])
+        offsets.append(offset)
+        shown = range(offset, min(offset + limit, total))
+        items = [
+            {
+                "session_id": f"paged-{index:03d}",
+                "status": "closed",
+                "complete": True,
+                "started_at": 1_700_000_000 - index * 60,
+                "duration_s": 12.0,
+                "sources": ["mic"],
+                "engines": ["whisper"],
+                "word_count": 20,
+                "segments": 2,
+                "metadata": {},
+            }
+            for index in shown
+        ]
+        following = offset + limit if offset + limit < total else None
+        route.fulfill(
+            json={
+                "items": items,
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "next_offset": following,
+            }
+        )
+
+    page = open_page(contexts, browser, pipeline, microphone=False)
+    sign_in(page, CAPTURE_TOKEN)
+    page.route(re.compile(r".*/v1/library/sessions\?.*"), fake_library)
+    page.get_by_role("button", name="Library").click()
+    rows = page.locator("[data-library-list] tr")
+    more = page.get_by_role("button", name="More")
+    page.wait_for_function("() => document.querySelectorAll('[data-library-list] tr').length")
+    assert rows.count() == 50 and more.is_visible()
+    more.click()
+    page.wait_for_function("() => document.querySelectorAll('[data-library-list] tr').length > 50")
+    assert rows.count() == 100
+    more.click()
+    page.wait_for_function("() => document.querySelectorAll('[data-library-list] tr').length > 100")
+    assert rows.count() == total and more.is_hidden()
+    assert offsets == [0, 50, 100]
+    ids = rows.evaluate_all("rs => rs.map(r => r.dataset.session)")
+    assert ids == [f"paged-{index:03d}" for index in range(total)]

@@ -33,6 +33,9 @@ export class Library {
     this.list = root.querySelector("[data-library-list]");
     this.detail = root.querySelector("[data-library-detail]");
     this.count = root.querySelector("[data-library-count]");
+    this.more = root.querySelector("[data-library-more]");
+    this.nextOffset = null; // of the list's next page, null when it is all shown
+    this.more.addEventListener("click", () => this.refresh({ more: true }));
     this.query = "";
     this.known = new Map(); // session id -> summary, of every list page loaded
     this.feed = null;
@@ -46,23 +49,30 @@ export class Library {
     });
   }
 
-  async refresh() {
+  // The first page of the list (or search), or with `more` the next one, added below.
+  async refresh({ more = false } = {}) {
+    if (more && this.nextOffset === null) return;
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (this.query) params.set("q", this.query);
+    if (more) params.set("offset", String(this.nextOffset));
     try {
       const page = await this.api.json(`/v1/library/sessions?${params}`);
-      this.renderList(page);
+      this.renderList(page, { append: more });
     } catch (error) {
       this.onProblem(error);
     }
   }
 
-  renderList(page) {
+  renderList(page, { append = false } = {}) {
     for (const item of page.items) this.known.set(item.session_id, item);
     this.count.textContent = this.query
       ? `${page.total} session(s) match “${this.query}”`
       : `${page.total} session(s)`;
-    const rows = page.items.map((item) =>
+    // A page fetched after sessions were added can repeat the last rows of the one before it.
+    const items = append
+      ? page.items.filter((item) => !this.list.querySelector(`tr[data-session="${item.session_id}"]`))
+      : page.items;
+    const rows = items.map((item) =>
       element(
         "tr",
         { dataset: { session: item.session_id } },
@@ -87,7 +97,10 @@ export class Library {
         }),
       ),
     );
-    this.list.replaceChildren(...rows);
+    if (append) this.list.append(...rows);
+    else this.list.replaceChildren(...rows);
+    this.nextOffset = page.next_offset ?? null;
+    this.more.hidden = this.nextOffset === null;
   }
 
   async open(sessionId, engine = null) {
