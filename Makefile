@@ -42,9 +42,12 @@ lint: $(VENV)/.synced ## ruff on everything, mypy --strict on shared/, the servi
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared/src services/whisper_worker/src services/fasterwhisper_worker/src services/capture/src services/aggregator/src services/voxtral_worker/src infra/local infra/config_reference.py bench
 
+# compose-test runs even when pytest failed; the recipe fails if either did. The line holds $(MAKE), so
+# `make -n test` runs it (pytest included) rather than printing it.
 test: install lint ## what CI runs: lint, the whole test suite, then compose-test where Docker runs
-	$(BIN)/pytest --ignore=tests/containers
-	$(MAKE) --no-print-directory compose-test
+	$(BIN)/pytest --ignore=tests/containers; rc=$$?; \
+	$(MAKE) --no-print-directory compose-test || rc=1; \
+	exit $$rc
 
 test-fast: $(VENV)/.synced ## the suite without slow tests
 	$(BIN)/pytest -m "not slow"
