@@ -29,6 +29,9 @@ from speech_corpus import load_items, wer
 from worker_process import MODEL
 
 from bench.audio import Pcm, Session, session, talks_from_items
+from capture.config import CaptureSettings
+from capture.hub import ingest_config
+from capture.vad import SpeechDetector, VadConfig
 from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Update
 from echostream_shared.segmented.decoding import ModelTranscriber
 from echostream_shared.segmented.policy import SegmentedStream, SegmentPolicy
@@ -61,8 +64,12 @@ class _Message:
     pcm: Pcm | None = None
 
 
-def _messages(talk: Session) -> Iterator[_Message]:
-    """What capture_sim publishes for ``talk``, in order."""
+def _messages(talk: Session, vad: VadConfig | None = None) -> Iterator[_Message]:
+    """What capture_sim publishes for ``talk``, in order; with ``vad``, the boundaries are those
+    capture's own detector finds, each published with the chunk that revealed it."""
+    if vad is not None:
+        yield from _vad_messages(talk, SpeechDetector(vad))
+        return
     boundaries = sorted(
         [(s.start + VAD_DELAY, "started", s.start) for s in talk.speech]
         + [(s.end + VAD_DELAY, "ended", s.end) for s in talk.speech]
@@ -76,6 +83,18 @@ def _messages(talk: Session) -> Iterator[_Message]:
             yield _Message(first / RATE, kind, sample)  # type: ignore[arg-type]
     for _, kind, sample in boundaries:
         yield _Message(end / RATE, kind, sample)  # type: ignore[arg-type]
+    yield _Message(end / RATE, "closed", end)
+
+
+def _vad_messages(talk: Session, detector: SpeechDetector) -> Iterator[_Message]:
+    end = len(talk.audio)
+    for first in range(0, end, CHUNK):
+        pcm = talk.audio[first : first + CHUNK]
+        yield _Message(first / RATE, "audio", first, pcm)
+        for boundary in detector.push(pcm):
+            yield _Message(first / RATE, boundary.kind, boundary.sample)
+    for boundary in detector.finish(end):
+        yield _Message(end / RATE, boundary.kind, boundary.sample)
     yield _Message(end / RATE, "closed", end)
 
 
@@ -93,13 +112,16 @@ async def _apply(stream: SegmentedStream, message: _Message) -> list[Update]:
 
 
 async def replay(
-    transcriber: ModelTranscriber, policy: SegmentPolicy, talk: Session
+    transcriber: ModelTranscriber,
+    policy: SegmentPolicy,
+    talk: Session,
+    vad: VadConfig | None = None,
 ) -> tuple[list[Emitted], float, SegmentedStream]:
     stream = SegmentedStream(transcriber, policy)
     clock = 0.0
     emitted: list[Emitted] = []
     cpu0 = _cpu_s()
-    for message in _messages(talk):
+    for message in _messages(talk, vad):
         clock = max(clock, message.at)
         stream.lag_s = max(0.0, clock - message.at - CHUNK / RATE)  # as SourceJob computes it
         started = time.perf_counter()
@@ -197,7 +219,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     settings, transcriber, threads = engine_under_test(args.engine, args.model)
     await transcriber.warm_up()
     wall0 = time.perf_counter()
-    emitted, stream_cpu, stream = await replay(transcriber, settings.segment_policy(), talk)
+    vad = _capture_vad(args.vad_silence_ms) if args.vad_silence_ms else None
+    emitted, stream_cpu, stream = await replay(transcriber, settings.segment_policy(), talk, vad)
     stream_wall = time.perf_counter() - wall0
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     await transcriber.aclose()
@@ -243,6 +266,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _capture_vad(silence_ms: int) -> VadConfig:
+    """Capture's detector as its settings build it, with ``silence_ms`` of silence ending speech."""
+    return ingest_config(CaptureSettings(vad_min_silence_ms=silence_ms)).vad
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.replay", description=__doc__.split("\n\n")[0]
@@ -253,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=MODEL, help="whisper.cpp's ggml model")
     parser.add_argument("--offline-cache", type=Path, help="reuse offline decodes across runs")
     parser.add_argument("--dump", type=Path, help="write reference/streaming/offline texts here")
+    parser.add_argument(
+        "--vad-silence-ms",
+        type=int,
+        default=0,
+        help="boundaries from capture's own VAD with this much silence ending speech "
+        "(default: the utterances' own spans)",
+    )
     parser.add_argument("--label", default="", help="a name for this run in the output")
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))
