@@ -1,25 +1,36 @@
 """Engine failures on the job path are classified: retried with back-off (``HandBack``, or an
 unclassified error a few times) or failed for good (``JobFailed``, or retries spent): the job is
 terminated, counted, and the source marked failed for the engine on its transcript subject.
-Never a silent redelivery after each ack wait."""
+Never a silent redelivery after each ack wait. Keep-alive failures and cancellations are not
+swallowed either."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
 import bus_reading
+import nats
 import numpy as np
 import pytest
+import structlog
 from capture_sim import conversation, stream_source
+from nats.aio.msg import Msg
+from nats_server import NatsServer
 from prometheus_client import CollectorRegistry
+from starlette.websockets import WebSocket
 
+from capture.outbox import Outbox
 from echostream_shared import messages as m, topology as t
 from echostream_shared.bus import Bus
+from echostream_shared.codec import decode_as
 from echostream_shared.jobs import source_job
+from echostream_shared.jobs.checkpoints import CheckpointStore
 from echostream_shared.jobs.load import PartialTally
 from echostream_shared.jobs.metrics import JobMetrics, job_metrics
+from echostream_shared.jobs.source_job import Outcome, SourceJob
 from echostream_shared.jobs.stream import EngineStream, HandBack, JobFailed, TranscriptSink
 from echostream_shared.jobs.updates import FinalUpdate, ResumePoint
 from echostream_shared.jobs.worker import JobWorker, WorkerOptions
@@ -172,3 +183,174 @@ def test_the_back_off_doubles_up_to_a_ceiling() -> None:
     delays = [source_job.retry_delay_s(n) for n in range(1, 12)]
     assert delays[:3] == [base, 2 * base, 4 * base]
     assert delays[-1] == source_job.MAX_RETRY_DELAY_S
+
+
+class StuckStream:
+    """An engine stream stuck on its first chunk; cancelled, it winds down for ``wind_down_s``
+    (as a stream closing its socket would) before the cancellation completes."""
+
+    def __init__(self, wind_down_s: float = 0.0) -> None:
+        self.wind_down_s = wind_down_s
+        self.stuck = asyncio.Event()
+        self.winding_down = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.busy_s = 0.0
+
+    async def on_audio(self, chunk: m.AudioChunk) -> None:
+        self.stuck.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.winding_down.set()
+            try:
+                await asyncio.sleep(self.wind_down_s)
+            finally:
+                self.cancelled.set()
+            raise
+
+    async def on_speech_started(self, sample: int) -> None:
+        pass
+
+    async def on_speech_ended(self, sample: int) -> None:
+        pass
+
+    async def on_closed(self, end_sample: int) -> ResumePoint:
+        return ResumePoint(end_sample)
+
+    def failure(self) -> BaseException | None:
+        return None
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def job_connection(nats_server: NatsServer) -> AsyncIterator[nats.NATS]:
+    """A second connection, the one the job message is taken on (and its keep-alives sent)."""
+    nc = await nats.connect(nats_server.url)
+    yield nc
+    await nc.close()
+
+
+async def take_job(bus: Bus, nc: nats.NATS) -> Msg:
+    tone = (3000 * np.sin(np.arange(8000) / 5)).astype(np.int16)
+    await stream_source(bus, "s", "mic", conversation([tone]), engines=(ENGINE,), speed=50.0)
+    await t.ensure_worker_consumer(nc.jetstream(), ENGINE, LIMITS)
+    queue = await nc.jetstream().pull_subscribe_bind(t.worker_consumer(ENGINE), stream=t.JOB_STREAM)
+    [msg] = await queue.fetch(1, timeout=5)
+    return msg
+
+
+async def start_job(
+    bus: Bus, msg: Msg, stream: StuckStream, stop: asyncio.Event, ack_wait_s: float = ACK_WAIT_S
+) -> tuple[asyncio.Task[Outcome], JobMetrics]:
+    metrics = job_metrics(ENGINE, CollectorRegistry())
+    job = SourceJob(
+        bus,
+        decode_as(msg.data, m.TranscriptionJob, msg.subject),
+        msg,
+        CheckpointStore(await bus.js.key_value(t.CHECKPOINT_BUCKET), ENGINE),
+        lambda _job, _resume, _sink: cast(EngineStream, stream),
+        metrics,
+        ack_wait_s=ack_wait_s,
+        idle_timeout_s=30.0,
+    )
+    task = asyncio.create_task(job.run(stop))
+    await asyncio.wait_for(stream.stuck.wait(), 10)
+    return task, metrics
+
+
+async def test_cancelling_a_running_job_propagates_and_cancels_the_engine_work(
+    bus: Bus, job_connection: nats.NATS
+) -> None:
+    stream = StuckStream()
+    task, _ = await start_job(bus, await take_job(bus, job_connection), stream, asyncio.Event())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    await asyncio.wait_for(stream.cancelled.wait(), 1)  # the engine's work is not left running
+
+
+async def test_a_cancel_during_the_stops_wind_down_is_not_swallowed(
+    bus: Bus, job_connection: nats.NATS
+) -> None:
+    stream = StuckStream(wind_down_s=1.0)
+    stop = asyncio.Event()
+    task, _ = await start_job(bus, await take_job(bus, job_connection), stream, stop)
+    stop.set()  # the job cancels the engine's work to hand the job back...
+    await asyncio.wait_for(stream.winding_down.wait(), 5)
+    task.cancel()  # ...and is cancelled itself while that work winds down
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+def keep_alive_failures(metrics: JobMetrics) -> float:
+    [sample] = [
+        sample
+        for metric in metrics.keep_alive_failures.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    ]
+    return sample.value
+
+
+async def test_a_failing_keep_alive_is_counted_and_logged(
+    bus: Bus, job_connection: nats.NATS
+) -> None:
+    stream = StuckStream()
+    msg = await take_job(bus, job_connection)
+    with structlog.testing.capture_logs() as logs:
+        task, metrics = await start_job(bus, msg, stream, asyncio.Event(), ack_wait_s=0.3)
+        await job_connection.close()  # the connection the job's progress acks go out on
+        deadline = time.monotonic() + 5
+        while keep_alive_failures(metrics) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+    failures = keep_alive_failures(metrics)
+    assert failures >= 2, "each failed progress ack is counted"
+    warnings = [e for e in logs if e["event"] == "job.keep_alive_failed"]
+    assert len(warnings) == failures
+    assert all("ConnectionClosedError" in e["error"] for e in warnings)
+    assert warnings[0]["log_level"] == "warning"
+
+
+class SlowToCloseSocket:
+    """A WebSocket whose send hangs; cancelled, it takes ``wind_down_s`` to give up."""
+
+    def __init__(self, wind_down_s: float) -> None:
+        self.wind_down_s = wind_down_s
+        self.sending = asyncio.Event()
+        self.winding_down = asyncio.Event()
+
+    async def send_text(self, data: str) -> None:
+        self.sending.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.winding_down.set()
+            await asyncio.sleep(self.wind_down_s)
+            raise
+
+
+async def test_capture_outbox_stop_does_not_swallow_its_callers_cancellation() -> None:
+    socket = SlowToCloseSocket(wind_down_s=1.0)
+    outbox = Outbox(cast(WebSocket, cast(Any, socket)))
+    outbox.start()
+    outbox.send({"type": "hello"})
+    await asyncio.wait_for(socket.sending.wait(), 1)
+    stopping = asyncio.create_task(outbox.stop())
+    await asyncio.wait_for(socket.winding_down.wait(), 1)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(stopping, 5)
+
+
+async def test_capture_outbox_stop_itself_ends_quietly() -> None:
+    socket = SlowToCloseSocket(wind_down_s=0.0)
+    outbox = Outbox(cast(WebSocket, cast(Any, socket)))
+    outbox.start()
+    outbox.send({"type": "hello"})
+    await asyncio.wait_for(socket.sending.wait(), 1)
+    await asyncio.wait_for(outbox.stop(), 5)

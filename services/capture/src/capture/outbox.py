@@ -48,10 +48,15 @@ class Outbox:
         await self.stop()
 
     async def stop(self) -> None:
+        """Cancel the writer and wait for it; a cancellation of the caller itself propagates."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
 
     async def _write(self) -> None:
         while (message := await self._queue.get()) is not None:

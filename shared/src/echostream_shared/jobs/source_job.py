@@ -346,17 +346,35 @@ async def _relay(stop: asyncio.Event, halt: asyncio.Event) -> None:
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, bool], stop: asyncio.Event) -> bool:
-    """The work's result, or False if ``stop`` is set first (the work is then cancelled)."""
+    """The work's result, or False if ``stop`` is set first (the work is then cancelled).
+
+    A cancellation of the caller is never swallowed: it cancels the work and propagates, also
+    when it arrives while the work cancelled for the stop is still winding down.
+    """
     task = asyncio.create_task(work)
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        stopping.cancel()
     if task.done():
         return task.result()
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        if _being_cancelled():
+            raise
     return False
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task has a cancellation request of its own pending."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 def _replay_config(stored: Checkpoint | None) -> ConsumerConfig:
