@@ -124,6 +124,7 @@ async def test_appends_of_odd_byte_counts_lose_no_audio(pipeline: Pipeline) -> N
     audio = pcm24.tobytes()
     chunk = PCM_BYTES_PER_S // 10 + 1  # 4801 bytes: every append but some split a sample
     async with client(pipeline).realtime.connect() as conn, reading(conn) as got:
+        created = await got.wait_for(lambda e: e["type"] == "session.created")
         await conn.session.update(session={"type": "transcription"})
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -135,9 +136,16 @@ async def test_appends_of_odd_byte_counts_lose_no_audio(pipeline: Pipeline) -> N
     assert len(audio) % 2 == 0, "the last append completes the last sample"
     assert not got.of_type("error"), got.of_type("error")
     check_event_rules(got.events, server_vad=True)
-    found, reference = wer(speech.text, got.transcript()), wer(speech.text, native)
-    print(f"WER odd appends {found:.3f} native {reference:.3f}")
-    assert found <= reference + 0.02
+    stored = await stored_session(pipeline, created["session"]["id"])
+    stored_text = " ".join(segment["text"] for segment in stored["transcript"])
+    reference = wer(speech.text, native)
+    found, kept = wer(speech.text, got.transcript()), wer(speech.text, stored_text)
+    print(f"WER odd appends: realtime {found:.3f}, stored {kept:.3f}, native {reference:.3f}")
+    # Every byte reached the engine: its finals of this session are as good as native's.
+    assert kept <= reference + 0.02
+    # The items' transcripts (deltas stitched to finals) vary with load; an append lost whole
+    # would cost most of the words.
+    assert found <= reference + 0.1
 
 
 async def test_a_commit_inside_a_sample_drops_the_byte_and_says_so(pipeline: Pipeline) -> None:
