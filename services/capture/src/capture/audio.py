@@ -115,7 +115,9 @@ def _to_mono(data: bytes, fmt: AudioFormat) -> Floats:
     elif fmt.encoding in _G711:
         samples = _G711[fmt.encoding][np.frombuffer(data, dtype=np.uint8)]
     else:
-        samples = np.nan_to_num(np.frombuffer(data, dtype="<f4"), nan=0.0, posinf=1.0, neginf=-1.0)
+        # Clipped before the resampler: samples far past full scale overflow its filter to
+        # inf/NaN, which reach the int16 cast as garbage (found by tests/capture/test_fuzz_audio).
+        samples = np.clip(np.nan_to_num(np.frombuffer(data, dtype="<f4"), nan=0.0), -1.0, 1.0)
     if fmt.channels > 1:
         samples = samples.reshape(-1, fmt.channels).mean(axis=1)
     return samples.astype(np.float32, copy=False)
@@ -197,5 +199,5 @@ def _scale(data: npt.NDArray[np.generic]) -> Floats:
     if np.issubdtype(data.dtype, np.integer):
         scale = float(2 ** (data.dtype.itemsize * 8 - 1))
         return (data.astype(np.float64) / scale).astype(np.float32)
-    floats: Floats = np.nan_to_num(data.astype(np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+    floats: Floats = np.clip(np.nan_to_num(data.astype(np.float32), nan=0.0), -1.0, 1.0)
     return floats
