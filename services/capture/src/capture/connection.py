@@ -185,6 +185,11 @@ class LiveConnection(abc.ABC):
     async def on_transcript(self, event: TranscriptEvent) -> None:
         """Send a transcript event to the client in its protocol."""
 
+    def on_engine_failure(self, source: str, failure: str) -> None:  # noqa: B027 - optional hook
+        """The engine gave up on ``source`` for good (a permanent job failure): nothing more of
+        it will be transcribed, though its audio is still received and stored. Tell the client
+        in the protocol's shape; ``SourceOutcome.failure`` also carries it at the source's end."""
+
     def on_speech(self, source: str, boundary: Boundary) -> None:  # noqa: B027 - optional hook
         """A speech boundary of ``source`` is on the bus."""
 
@@ -289,7 +294,9 @@ class LiveConnection(abc.ABC):
             on_boundary=self.on_speech,
         )
         structlog.contextvars.bind_contextvars(session_id=session.session_id)
-        self.relay = TranscriptRelay(self.hub.bus, session.session_id, engine, self.on_transcript)
+        self.relay = TranscriptRelay(
+            self.hub.bus, session.session_id, engine, self.on_transcript, self._engine_failed
+        )
         await self.relay.start()
         await session.open()
         self.session = session
@@ -374,6 +381,10 @@ class LiveConnection(abc.ABC):
     def reject(self, code: str) -> None:
         metrics.PROTOCOL_ERRORS.labels(self.protocol, code).inc()
         log.info("client.rejected", code=code)
+
+    async def _engine_failed(self, source: str, failure: str) -> None:
+        log.warning("engine.failed", source=source, failure=failure)
+        self.on_engine_failure(source, failure)
 
     async def _end_source(self, source: str) -> SourceOutcome:
         assert self.session is not None and self.relay is not None

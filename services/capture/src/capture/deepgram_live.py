@@ -68,6 +68,8 @@ IDLE_TIMEOUT_S = 10.0
 """Deepgram closes a stream that sent neither audio nor a text message for this long (NET-0001)."""
 IDLE_CLOSE_CODE = 1011
 IDLE_REASON = "NET-0001: no audio or text message received within the timeout window"
+ENGINE_FAILED_CODE = 1011
+ENGINE_FAILED_REASON = "the engine failed: the stream's audio is stored, no more is transcribed"
 SCHEMA_CODES = frozenset({"bad_json", "bad_message", "unknown_type"})
 DATA_ERRORS = frozenset({"undecodable", "unsupported_format"})
 
@@ -266,6 +268,23 @@ class DeepgramLive(LiveConnection):
         if idle >= IDLE_TIMEOUT_S and not self.done():
             log.info("deepgram.idle_close", idle_s=IDLE_TIMEOUT_S)
             self._end(IDLE_CLOSE_CODE, IDLE_REASON)
+
+    def on_engine_failure(self, source: str, failure: str) -> None:
+        """An ``Error`` (``ServerError``) naming the channel; once no channel is transcribed any
+        more, the stream ends as Deepgram ends one on a server error: the finals already made,
+        Metadata, then a 1011 close, which Deepgram clients answer by reconnecting."""
+        index, _ = self._channel(source)
+        message = f"transcription of channel {index} failed: {failure}"
+        error = Error(
+            variant="ServerError",
+            description=f"{message}; its audio is stored, no more of it is transcribed",
+            message=message,
+        )
+        self.outbox.send(error.json_dict())
+        assert self.relay is not None
+        if all(name in self.relay.failures for name in self.names) and not self.done():
+            log.info("deepgram.engine_failed_close", channels=len(self.names))
+            self._end(ENGINE_FAILED_CODE, ENGINE_FAILED_REASON)
 
     # Audio in.
 

@@ -48,6 +48,7 @@ from echostream_shared.logging import get_logger
 log = get_logger("deepgram")
 
 BAD_REQUEST = "Bad Request"
+ENGINE_FAILED = "ENGINE_FAILED"
 UNDECODABLE = "Bad Request: failed to process audio: corrupt or unsupported data"
 _WAV_CODES: dict[Encoding, tuple[int, int]] = {
     "pcm_s16le": (1, 16),
@@ -90,6 +91,12 @@ async def listen_file(request: Request) -> Response:
         )
     except UploadRefused as exc:
         return _refused(exc)
+    if transcript.failure is not None:
+        message = (
+            f"the transcription engine failed: {transcript.failure}; "
+            f"the audio is stored as session {transcript.session_id}"
+        )
+        return deepgram_error(502, ENGINE_FAILED, message, transcript.session_id)
     if not transcript.complete:
         message = (
             f"the engine did not finish within {hub.settings.finish_timeout_s:g} s; "

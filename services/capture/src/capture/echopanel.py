@@ -173,14 +173,19 @@ class EchoPanelConnection(LiveConnection):
 
     async def on_finish(self) -> None:
         stopped_at = time.monotonic()
-        complete = True
+        complete, failed = True, False
         if self.session is not None:
             outcomes = await self.finish(self.hub.settings.echopanel_flush_timeout_s)
             complete = all(outcome.complete for outcome in outcomes.values())
+            failed = any(outcome.failure is not None for outcome in outcomes.values())
         self._summarized = True
         if self.relay is not None:
             await self.relay.stop()
-        if not complete:
+        if failed:
+            self.outbox.send(
+                status("warning", "Transcription failed; the transcript is incomplete")
+            )
+        elif not complete:
             self.outbox.send(
                 status(
                     "warning",
@@ -219,6 +224,15 @@ class EchoPanelConnection(LiveConnection):
                 self.outbox.send(message)
         elif event.text.strip():
             self.outbox.send(asr_partial(event), droppable=True)
+
+    def on_engine_failure(self, source: str, failure: str) -> None:
+        """The client shows an ``error`` status as a banner while listening; the session goes on
+        (its audio is still recorded, only no more of ``source`` is transcribed)."""
+        message = (
+            f"Transcription of '{source}' failed: {failure}. "
+            "Its audio is still recorded; no more of it will be transcribed."
+        )
+        self.outbox.send(status("error", message, source=source, failure=failure))
 
     def on_backpressure(self, reason: str, source: str | None, amount_s: float) -> None:
         if reason == "bus":

@@ -66,13 +66,15 @@ class ReceivedFile:
 
 @dataclass(frozen=True)
 class FileTranscript:
-    """What the engine made of a file."""
+    """What the engine made of a file; ``failure`` says why the engine gave up on it for good
+    (its finals are then those made before, and ``complete`` is false)."""
 
     session_id: str
     engine: str
     complete: bool
     duration_s: float
     finals: list[m.TranscriptFinal]
+    failure: str | None = None
 
 
 class _TooLarge(Exception):
@@ -219,14 +221,18 @@ class FileTranscription:
                 ingest = self._session.sources.get(SOURCE)
                 duration_s = ingest.received_samples / RATE if ingest else 0.0
                 timeout = self._hub.settings.finish_timeout_s + duration_s
-                complete = await self._relay.wait_transcribed(SOURCE, timeout)
+                transcribed = await self._relay.wait_transcribed(SOURCE, timeout)
             finally:
                 await self._relay.stop()
-            metrics.UPLOADS.labels("done" if complete else "timeout").inc()
-            log.info("upload.transcribed", complete=complete, segments=len(self._finals))
+            # A failed source is marked transcribed too: done, but not complete.
+            failure = self._relay.failures.get(SOURCE)
+            complete = transcribed and failure is None
+            outcome = "failed" if failure is not None else "done" if complete else "timeout"
+            metrics.UPLOADS.labels(outcome).inc()
+            log.info("upload.transcribed", outcome=outcome, segments=len(self._finals))
             finals = sorted(self._finals.values(), key=lambda f: (f.start_sample, f.source))
             self._transcript = FileTranscript(
-                self.session_id, self.engine, complete, duration_s, finals
+                self.session_id, self.engine, complete, duration_s, finals, failure
             )
 
     async def _on_event(self, event: TranscriptEvent) -> None:

@@ -35,6 +35,7 @@ from capture.openai_realtime_events import (
     cleared,
     error_event,
     new_id,
+    transcription_failed,
 )
 from capture.openai_realtime_items import Event, Items
 from capture.relay import TranscriptEvent
@@ -51,6 +52,10 @@ COMPLETION_GRACE_S = 10.0
 """An ended item with no final after this (plus the workers' lag) completes with what it has."""
 BETA_HEADER = "realtime=v1"
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
+ENGINE_FAILED = "engine_failed"
+COMMITTED = "input_audio_buffer.committed"
+COMPLETED = "conversation.item.input_audio_transcription.completed"
+DELTA = "conversation.item.input_audio_transcription.delta"
 
 # Our rejection codes in OpenAI's terms: (code, param).
 CODES: dict[str, tuple[str, str | None]] = {
@@ -103,6 +108,9 @@ class OpenAIRealtimeConnection(LiveConnection):
         self._event_id: str | None = None  # of the client event being handled
         self._frames = 0  # whole frames appended so far, at the client's rate
         self._carry: FrameCarry | None = None  # a sample split between appends
+        self._failure: str | None = None  # why the engine gave up on the session's audio
+        self._transcribing: dict[str, None] = {}  # committed items not completed yet, in order
+        self._failed: set[str] = set()  # items told they failed: nothing more is sent of them
         self._buffer_start = 0  # where the uncommitted audio begins (16 kHz samples)
 
     # -- the protocol's hooks ------------------------------------------------------------------
@@ -137,6 +145,19 @@ class OpenAIRealtimeConnection(LiveConnection):
         else:
             self._buffer_start = max(self._buffer_start, boundary.sample)
             self._send_all(self.items.end(boundary.sample, time.monotonic()))
+
+    def on_engine_failure(self, source: str, failure: str) -> None:
+        """An ``error`` at once; every committed item still waiting for its transcript, and every
+        item committed from now on, gets ``...input_audio_transcription.failed`` instead of
+        ``completed``. The session goes on: its audio is still received and stored."""
+        self._failure = failure
+        message = f"the transcription engine failed: {failure}; the audio is stored"
+        event = error_event(ENGINE_FAILED, message)
+        event["error"]["type"] = "server_error"
+        self._send(event)
+        waiting, self._transcribing = list(self._transcribing), {}
+        for item_id in waiting:
+            self._fail(item_id)
 
     def on_tick(self) -> None:
         assert self.relay is not None
@@ -290,8 +311,30 @@ class OpenAIRealtimeConnection(LiveConnection):
         self.outbox.send({"event_id": new_id("event"), **event})
 
     def _send_all(self, events: list[Event]) -> None:
+        """Item events in order; once the engine failed, an item committed is failed after its
+        item event, and a failed item gets no deltas or ``completed``."""
+        failing: list[str] = []
         for event in events:
+            kind, item_id = event["type"], event.get("item_id")
+            if item_id in self._failed and kind in (DELTA, COMPLETED):
+                continue
             self._send(event)
+            if kind == COMMITTED and isinstance(item_id, str):
+                if self._failure is None:
+                    self._transcribing[item_id] = None
+                else:
+                    self._failed.add(item_id)
+                    failing.append(item_id)
+            elif kind == COMPLETED:
+                self._transcribing.pop(str(item_id), None)
+        for item_id in failing:
+            self._fail(item_id)
+
+    def _fail(self, item_id: str) -> None:
+        self._failed.add(item_id)
+        assert self._failure is not None
+        message = f"Transcription failed: {self._failure}"
+        self._send(transcription_failed(item_id, ENGINE_FAILED, message))
 
 
 def _beta(ws: WebSocket) -> bool:

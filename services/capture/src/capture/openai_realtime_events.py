@@ -373,3 +373,13 @@ def completed(
     if logprobs is not None:
         event["logprobs"] = logprobs
     return event
+
+
+def transcription_failed(item_id: str, code: str, message: str) -> dict[str, Any]:
+    """``conversation.item.input_audio_transcription.failed``: the item gets no transcript."""
+    return {
+        "type": "conversation.item.input_audio_transcription.failed",
+        "item_id": item_id,
+        "content_index": 0,
+        "error": {"type": "server_error", "code": code, "message": message, "param": None},
+    }

@@ -44,6 +44,7 @@ log = get_logger("openai_transcriptions")
 PROTOCOL = "openai"
 SESSION_HEADER = "x-echostream-session-id"
 COMPLETE_HEADER = "x-echostream-complete"
+ENGINE_FAILED = "engine_failed"
 
 
 def openai_error(status: int, message: str, *, param: str | None, code: str | None) -> Response:
@@ -89,8 +90,25 @@ async def create_transcription(request: Request) -> Response:
     with structlog.contextvars.bound_contextvars(session_id=job.session_id):
         transcript = await job.result()
         if not transcript.complete:
-            log.warning("openai.transcription_incomplete")
+            log.warning("openai.transcription_incomplete", failure=transcript.failure)
+    if transcript.failure is not None:
+        return _failed(transcript)
     return _answer(transcript, options)
+
+
+def _failure_message(transcript: FileTranscript) -> str:
+    return (
+        f"The transcription engine failed: {transcript.failure}. The audio is stored as "
+        f"session {transcript.session_id}."
+    )
+
+
+def _failed(transcript: FileTranscript) -> Response:
+    """The engine gave up on the file: OpenAI's error body, 502."""
+    response = openai_error(502, _failure_message(transcript), param=None, code=ENGINE_FAILED)
+    response.headers[SESSION_HEADER] = transcript.session_id
+    response.headers[COMPLETE_HEADER] = "false"
+    return response
 
 
 def _answer(transcript: FileTranscript, options: Options) -> Response:
@@ -148,6 +166,10 @@ async def _stream(hub: Hub, received: ReceivedFile, options: Options) -> Respons
             log.warning("openai.stream_failed", error=repr(outcome.exception()))
             message = "the transcription failed; the audio received is stored"
             yield _sse(error_body(message, kind="server_error", param=None, code="internal"))
+            return
+        if (transcript := outcome.result()).failure is not None:
+            message = _failure_message(transcript)
+            yield _sse(error_body(message, kind="server_error", param=None, code=ENGINE_FAILED))
             return
         yield _sse({"type": "transcript.text.done", "text": " ".join(sent)})
 

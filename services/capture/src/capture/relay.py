@@ -19,6 +19,8 @@ log = get_logger("relay")
 
 TranscriptEvent = m.TranscriptPartial | m.TranscriptFinal
 OnTranscript = Callable[[TranscriptEvent], Awaitable[None]]
+OnFailure = Callable[[str, str], Awaitable[None]]
+"""Called with a source and why, when the engine gives up on the source for good."""
 
 HEARTBEAT_S = 2.0
 """Missing heartbeats reveal a lost consumer (e.g. NATS restarted); recovery takes about two."""
@@ -27,11 +29,19 @@ HEARTBEAT_S = 2.0
 class TranscriptRelay:
     """An ordered JetStream consumer on ``ep.transcript.<engine>.<session>.*``."""
 
-    def __init__(self, bus: Bus, session_id: str, engine: str, on_event: OnTranscript) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        session_id: str,
+        engine: str,
+        on_event: OnTranscript,
+        on_failure: OnFailure | None = None,
+    ) -> None:
         self.engine = engine
         self._bus = bus
         self._session_id = session_id
         self._on_event = on_event
+        self._on_failure = on_failure
         self._subject = t.transcript(engine, session_id, "*")
         self._transcribed: set[str] = set()
         self.failures: dict[str, str] = {}
@@ -76,8 +86,11 @@ class TranscriptRelay:
         if isinstance(message, m.TranscriptPartial | m.TranscriptFinal):
             await self._on_event(message)
         elif isinstance(message, m.SourceTranscribed):
-            if message.failure is not None:
+            if message.failure is not None and message.source not in self.failures:
                 self.failures[message.source] = message.failure
+                if self._on_failure is not None:
+                    # Before the marker: whoever waits for the source hears the failure first.
+                    await self._on_failure(message.source, message.failure)
             async with self._progress:
                 self._transcribed.add(message.source)
                 self._progress.notify_all()

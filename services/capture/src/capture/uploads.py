@@ -114,6 +114,11 @@ def _finished(transcript: FileTranscript) -> Response:
         transcript.finals,
         transcript.complete,
     )
+    if transcript.failure is not None:
+        # The engine gave up for good: waiting longer will not help. The body keeps what was
+        # transcribed before; the audio is stored under the session id.
+        body |= {"status": "failed", "failure": transcript.failure}
+        return JSONResponse(body, status_code=502)
     if not transcript.complete:
         body |= _accepted(transcript.session_id)
     return JSONResponse(body, status_code=200 if transcript.complete else 202)
