@@ -220,6 +220,33 @@ async def test_deepgram_live_gets_an_error_then_metadata_and_a_1011_close(
     assert stream.close_code == 1011
 
 
+async def test_deepgram_multichannel_goes_on_while_a_channel_is_still_transcribed(
+    capture: RunningCapture, bus: Bus
+) -> None:
+    target = cast(Pipeline, capture)
+    pcm = speech_pcm()
+    pair = np.stack([pcm, pcm], axis=1).astype("<i2").tobytes()
+    async with (
+        watching(bus) as sessions,
+        LiveStream(
+            target, encoding="linear16", sample_rate=16_000, channels=2, multichannel="true"
+        ) as stream,
+    ):
+        await stream.send_audio(pair, 6400)
+        session_id, _ = await sessions.first()
+        await fail_source(bus, session_id, "channel-1")
+        error = await stream.wait_for(lambda msg: isinstance(msg, ListenV1Error))
+        await asyncio.sleep(0.5)
+        assert not stream.closed, "channel 0 is still transcribed"
+        await stream.socket.send_close_stream()
+        await fail_source(bus, session_id, "channel-0")  # no engine runs here: end it too
+        await stream.wait_closed(20)
+    assert error.variant == "ServerError"
+    assert "transcription of channel 1 failed" in error.description
+    assert isinstance(stream.messages[-1], ListenV1Metadata)
+    assert stream.close_code == 1000
+
+
 async def test_openai_realtime_fails_the_waiting_and_later_items(
     capture: RunningCapture, bus: Bus
 ) -> None:
