@@ -1,25 +1,37 @@
 """Fuzzing every decoder of client input with a bounded budget: EchoPanel and native WebSocket frames
 (binary and JSON), and uploaded containers. Each input gets the protocol's error or is accepted;
-none crashes a connection, and the session still ends normally afterwards."""
+none crashes a connection, and the session still ends normally afterwards.
+
+On the sockets each fuzzed frame is followed by a probe whose answer is known (a ``ping`` on the
+native protocol, an unknown type on EchoPanel), so the answers to every frame are told apart and
+a frame the protocol must refuse is checked to have got its ``error`` (or ``status``) reply."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
 from capture_audio import encode, packaged
 from capture_harness import RunningCapture
 from hypothesis import HealthCheck, given, settings, strategies as st
+from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
+from websockets.sync.connection import Connection
 
 from capture import metrics
 from capture.audio import AudioDecodeError, decode_file
+from capture.echopanel import IGNORED_TYPES, MAX_SOURCES, SOURCE_NAME
+from capture.echopanel_events import normalize_source, parse_binary
+from capture.native_protocol import CLIENT_MESSAGE, End, Start
 
 pytestmark = pytest.mark.slow
 
@@ -64,10 +76,10 @@ def binary_frames(header: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
 
 
 def internal_errors(protocol: str) -> float:
-    return metrics.PROTOCOL_ERRORS.labels(protocol, "internal")._value.get()
+    return float(metrics.PROTOCOL_ERRORS.labels(protocol, "internal")._value.get())
 
 
-def send_all(ws: ClientConnection, frames: list[bytes | str]) -> None:
+def send_all(ws: Connection, frames: list[bytes | str]) -> None:
     """Send until the server closes (a frame may legitimately end the session)."""
     try:
         for frame in frames:
@@ -76,7 +88,7 @@ def send_all(ws: ClientConnection, frames: list[bytes | str]) -> None:
         pass
 
 
-def receive_until(ws: ClientConnection, kinds: set[str], timeout_s: float) -> list[dict[str, Any]]:
+def receive_until(ws: Connection, kinds: set[str], timeout_s: float) -> list[dict[str, Any]]:
     """Messages until one of ``kinds`` (or the close); asserts no internal error was reported."""
     seen: list[dict[str, Any]] = []
     try:
@@ -88,6 +100,131 @@ def receive_until(ws: ClientConnection, kinds: set[str], timeout_s: float) -> li
                 return seen
     except ConnectionClosed:
         return seen
+
+
+Expect = Literal["refused", "warned", "ends", "any"]
+"""What a frame must get: an ``error``, a ``warning`` status, the session's end, or nothing
+in particular (accepted, or refused for a reason the test does not model)."""
+
+
+def _json_object(frame: str) -> dict[str, Any] | None:
+    """The frame as the protocols' ``parse_json`` accepts it: an object with a string type."""
+    try:
+        raw = json.loads(frame)
+    except ValueError:
+        return None
+    return raw if isinstance(raw, dict) and isinstance(raw.get("type"), str) else None
+
+
+class EchoPanelModel:
+    """What EchoPanel must answer to each frame after ``start`` (16 kHz pcm_s16le)."""
+
+    def __init__(self) -> None:
+        self.admitted: set[str] = set()
+
+    def expect(self, frame: str | bytes) -> Expect:
+        if isinstance(frame, bytes):
+            audio = parse_binary(frame)
+            return self._audio(audio.source, audio.pcm)
+        raw = _json_object(frame)
+        if raw is None:
+            return "refused"
+        match raw["type"]:
+            case "start":
+                return "warned"  # already streaming
+            case "stop":
+                return "ends"
+            case "audio":
+                if not isinstance(raw.get("data"), str):
+                    return "refused"
+                try:
+                    pcm = base64.b64decode(raw["data"], validate=True)
+                except (binascii.Error, ValueError):
+                    return "refused"
+                source = normalize_source(raw.get("source"))
+                if not SOURCE_NAME.fullmatch(source):
+                    return "refused"
+                return self._audio(source, pcm)
+            case kind if kind in IGNORED_TYPES:
+                return "any"
+        return "refused"
+
+    def _audio(self, source: str, pcm: bytes) -> Expect:
+        if source not in self.admitted:
+            if len(self.admitted) >= MAX_SOURCES:
+                return "any"  # one warning per refused source, then dropped
+            self.admitted.add(source)
+        return "refused" if len(pcm) % 2 else "any"
+
+
+class NativeModel:
+    """What the native protocol must answer to each frame after ``start`` of mic and system."""
+
+    NAMES = ("mic", "system")
+
+    def __init__(self) -> None:
+        self.ended: set[str] = set()
+
+    def expect(self, frame: str | bytes) -> Expect:
+        if isinstance(frame, bytes):
+            if not frame or frame[0] >= len(self.NAMES):
+                return "refused"
+            if self.NAMES[frame[0]] in self.ended:
+                return "any"  # refused once the source's end has been processed
+            return "refused" if len(frame[1:]) % 2 else "any"
+        raw = _json_object(frame)
+        if raw is None:
+            return "refused"
+        try:
+            message = CLIENT_MESSAGE.validate_python(raw)
+        except ValidationError:
+            return "refused"
+        if isinstance(message, Start):
+            return "refused"  # already started
+        if isinstance(message, End):
+            if message.source is None:
+                return "ends"
+            if message.source not in self.NAMES:
+                return "refused"
+            self.ended.add(message.source)
+            if self.ended == set(self.NAMES):
+                return "ends"  # every source ended: the session is done
+        return "any"
+
+
+def check_probed(
+    sent: list[bytes | str],
+    seen: list[dict[str, Any]],
+    tags: list[str],
+    answers_probe: Callable[[dict[str, Any], str], bool],
+    expect: Callable[[str | bytes], Expect],
+    final: str,
+    tally: dict[str, int],
+) -> None:
+    """Split what the server sent at the probes' answers and check each frame's share."""
+    split: list[list[dict[str, Any]]] = [[]]
+    for message in seen:
+        if len(split) <= len(tags) and answers_probe(message, tags[len(split) - 1]):
+            split.append([])
+        else:
+            split[-1].append(message)
+    assert seen and seen[-1]["type"] == final, seen[-3:]
+    for index, frame in enumerate(sent):
+        expected = expect(frame)
+        tally[expected] = tally.get(expected, 0) + 1
+        answer = split[index]
+        if index == len(split) - 1:
+            # The session ended before this frame's probe was answered: this frame ended it.
+            assert expected == "ends", (frame, answer[-3:])
+            return
+        if expected == "refused":
+            assert any(m["type"] == "error" or m.get("state") == "error" for m in answer), (
+                f"no error for {frame!r}: {answer}"
+            )
+        elif expected == "warned":
+            assert any(m.get("state") == "warning" for m in answer), (frame, answer)
+        elif expected == "ends":
+            raise AssertionError(f"{frame!r} should have ended the session: {answer}")
 
 
 async def test_echopanel_frames_never_crash_a_connection(
@@ -103,17 +240,27 @@ async def test_echopanel_frames_never_crash_a_connection(
     )
     before = internal_errors("echopanel")
 
+    def answers_probe(message: dict[str, Any], tag: str) -> bool:
+        return message["type"] == "error" and tag in message.get("message", "")
+
     @BUDGET
     @given(frames)
     def one_session(sent: list[bytes | str]) -> None:
+        tags = [f"probe-{uuid.uuid4().hex[:12]}" for _ in sent]
+        probed = [x for frame, tag in zip(sent, tags, strict=True) for x in (frame, _type(tag))]
         with connect(capture.ws + "/ws/live-listener") as ws:
             start = {"type": "start", "session_id": "fuzz", "sample_rate": 16000}
             ws.send(json.dumps(start))
-            send_all(ws, [*sent, json.dumps({"type": "stop", "session_id": "fuzz"})])
+            send_all(ws, [*probed, json.dumps({"type": "stop", "session_id": "fuzz"})])
             seen = receive_until(ws, {"final_summary"}, timeout_s=15)
-            assert seen[-1]["type"] == "final_summary", seen[-3:]
+        check_probed(
+            sent, seen, tags, answers_probe, EchoPanelModel().expect, "final_summary", tally
+        )
 
+    tally: dict[str, int] = {}
     await asyncio.to_thread(one_session)
+    print(f"echopanel frames: {tally}")
+    assert tally.get("refused", 0) > 0 and tally.get("warned", 0) > 0
     assert internal_errors("echopanel") == before
 
 
@@ -125,17 +272,33 @@ async def test_native_frames_never_crash_a_connection(
     frames = st.lists(binary_frames(header) | json_messages(["start", "end", "ping"]), max_size=8)
     before = internal_errors("native")
 
+    def answers_probe(message: dict[str, Any], tag: str) -> bool:
+        return message["type"] == "pong" and message.get("id") == tag
+
     @BUDGET
     @given(frames)
     def one_session(sent: list[bytes | str]) -> None:
+        tags = [f"probe-{uuid.uuid4().hex[:12]}" for _ in sent]
+        probed = [
+            x
+            for frame, tag in zip(sent, tags, strict=True)
+            for x in (frame, json.dumps({"type": "ping", "id": tag}))
+        ]
         with connect(capture.ws + "/v1/stream") as ws:
             ws.send(json.dumps({"type": "start", "sources": ["mic", "system"]}))
-            send_all(ws, [*sent, json.dumps({"type": "end"})])
+            send_all(ws, [*probed, json.dumps({"type": "end"})])
             seen = receive_until(ws, {"done"}, timeout_s=15)
-            assert seen[-1]["type"] == "done", seen[-3:]
+        check_probed(sent, seen, tags, answers_probe, NativeModel().expect, "done", tally)
 
+    tally: dict[str, int] = {}
     await asyncio.to_thread(one_session)
+    print(f"native frames: {tally}")
+    assert tally.get("refused", 0) > 0 and tally.get("ends", 0) > 0
     assert internal_errors("native") == before
+
+
+def _type(tag: str) -> str:
+    return json.dumps({"type": tag})
 
 
 class Originals(list[bytes]):
