@@ -116,6 +116,10 @@ class ComposeProject:
         return f"ws://127.0.0.1:{self.ports['CAPTURE']}"
 
     @property
+    def capture_http(self) -> str:
+        return f"http://127.0.0.1:{self.ports['CAPTURE']}"
+
+    @property
     def api(self) -> str:
         return f"http://127.0.0.1:{self.ports['AGGREGATOR']}"
 

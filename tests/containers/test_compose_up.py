@@ -2,7 +2,9 @@
 published capture port (native protocol and EchoPanel), sessions read back from the aggregator;
 three workers sharing three sessions; SIGKILL of the worker holding a stream, of NATS, of the
 aggregator and of capture, each session complete with no segment twice and the undisturbed WER;
-`down`/`up` keeping the sessions. Traffic goes to loopback and the project's containers only.
+`down`/`up` keeping the sessions; the browser page, a browser token and the session library
+served through the published capture port. Traffic goes to loopback and the project's containers
+only.
 
 `make compose-test` runs this; it skips with the reason where no Docker engine is usable. Figures
 (build, time to healthy, per fault) are printed as ``fault-figure`` lines for
@@ -77,6 +79,28 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject
         yield project
     finally:
         project.down("--volumes")
+
+
+async def test_the_browser_page_and_the_library_through_the_published_capture_port(
+    project: ComposeProject,
+) -> None:
+    """What a user opens first: the page, then (signed in) the library, which capture proxies to
+    the aggregator with its own token."""
+    async with httpx.AsyncClient(base_url=project.capture_http, timeout=10) as http:
+        page = await http.get("/")
+        assert page.status_code == 200, page.text[:200]
+        assert page.headers["content-type"].startswith("text/html"), page.headers
+        minted = await http.post(
+            "/v1/browser-token", headers={"Authorization": f"Bearer {CAPTURE_TOKEN}"}
+        )
+        assert minted.status_code == 200, minted.text
+        token = minted.json()["token"]
+        assert token and token != CAPTURE_TOKEN
+        library = await http.get(
+            "/v1/library/sessions", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert library.status_code == 200, library.text
+        assert isinstance(library.json()["items"], list), library.json()
 
 
 async def talk_through(project: ComposeProject, speech: Speech, during: Fault | None = None) -> str:
