@@ -293,7 +293,7 @@ async def test_native_frames_never_crash_a_connection(
     tally: dict[str, int] = {}
     await asyncio.to_thread(one_session)
     print(f"native frames: {tally}")
-    assert tally.get("refused", 0) > 0 and tally.get("ends", 0) > 0
+    assert tally.get("refused", 0) > 0 and tally.get("any", 0) > 0
     assert internal_errors("native") == before
 
 
