@@ -12,6 +12,9 @@ RATE = 16_000
 
 
 def partial(start: int, revision: int, text: str, end: int | None = None) -> m.TranscriptPartial:
+    """A partial of ``text`` spoken at two words a second, then a second of pause, unless ``end``."""
+    if end is None:
+        end = start + RATE * (len(text.split()) // 2 + 1)
     return m.TranscriptPartial(
         session_id="s",
         source="default",
@@ -19,7 +22,7 @@ def partial(start: int, revision: int, text: str, end: int | None = None) -> m.T
         segment_id=f"seg{start}",
         revision=revision,
         start_sample=start,
-        end_sample=end or start + RATE,
+        end_sample=end,
         text=text,
         emitted_at=0.0,
     )
@@ -88,7 +91,7 @@ def test_a_revision_that_contradicts_sent_words_stops_deltas_and_keeps_the_prefi
     events += items.transcript(final(0, 3 * RATE, "Ice cream for you all."))
     assert "conversation.item.created" in types(events)
     sent = deltas(events)
-    assert sent == "I scream for"
+    assert sent == "I scream"  # "for ice" was its last second
     done = events[-1]
     assert done["type"].endswith("completed")
     assert done["transcript"].startswith(sent)
@@ -121,7 +124,7 @@ def test_an_item_without_words_completes_when_the_engine_moves_on_or_after_a_gra
     items.transcript(partial(2 * RATE, 2, "next words here"), now=24.0)
     assert items.overdue(now=26.0, grace_s=5.0) == []
     late = items.overdue(now=29.5, grace_s=5.0)
-    assert late[-1]["transcript"] == "next words"
+    assert late[-1]["transcript"] == "next"
     assert items.transcript(final(2 * RATE, 4 * RATE, "next words here")) == []
 
 
@@ -209,3 +212,19 @@ def test_a_word_cut_short_at_the_partials_edge_is_not_sent() -> None:
     assert deltas(events) == "in the only"
     events += items.transcript(final(0, 3 * RATE, "in the only sense with which we are"))
     assert events[-1]["transcript"] == "in the only sense with which we are"
+
+
+def test_a_partial_after_a_window_without_partials_sends_no_deltas() -> None:
+    items = Items("ga")
+    items.start(0, announce=True)
+    items.end(14 * RATE, now=0.0)
+    events = items.transcript(partial(0, 1, "Printing in the only sense", end=4 * RATE))
+    # partials were skipped for longer than the window: the next one is the frozen words and
+    # the last seconds, with the audio between decoded by neither
+    events += items.transcript(
+        partial(0, 2, "Printing in the only we are at present concerned", end=12 * RATE)
+    )
+    events += items.transcript(
+        partial(0, 3, "Printing in the only we are at present concerned differs", end=13 * RATE)
+    )
+    assert deltas(events) == "Printing in the"  # the first partial's settled words only

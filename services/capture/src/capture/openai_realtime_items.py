@@ -7,8 +7,8 @@ holds its segment's start; a long item may hold several finals, joined in its ``
 
 Deltas are append-only. They start once the item is committed (OpenAI's order: ``committed`` →
 ``delta``… → ``completed``) and carry only words the engine is unlikely to revise: the words of
-finals, and the partial words two revisions agree on, never a partial's last word (and only from
-partials known to cover their segment from its start: see ``PARTIAL_WINDOW``). When a
+finals, and the partial words two revisions agree on, never those of a partial's last second (and
+only from partials known to cover their segment from its start: see ``PARTIAL_WINDOW``). When a
 revision contradicts words already sent, no more deltas go out for that item; ``completed`` then
 keeps the sent words and continues with the final's words after them, so the deltas are always a
 prefix of ``transcript``. The stored session keeps the engine's own finals.
@@ -32,6 +32,9 @@ PARTIAL_WINDOW = round(SegmentPolicy().partial_window_s * RATE)
 it continues the previous partial; later, a partial that had no earlier one to build on holds
 just the last few seconds (the engine decodes only recent audio for partials)."""
 ANCHOR_WORDS = 3
+UNSETTLED_S = 1.0
+"""A partial's words spoken in its last second are not sent: Whisper revises them most (a word cut
+by the window's end, or one the next words change, as "all" that became "although")."""
 KEEP_DONE = 64
 """Finished items remembered, so that a late transcript of one is recognised and dropped."""
 MAX_PENDING = 256
@@ -65,6 +68,8 @@ class Item:
     finals: dict[str, m.TranscriptFinal] = field(default_factory=dict)
     segment: str | None = None  # segment of the latest partial
     hypothesis: list[str] = field(default_factory=list)
+    unsettled: int = 1  # the hypothesis's last words, never sent
+    hypothesis_end: int = 0  # end sample of the partial the hypothesis came from
     previous: list[str] | None = None
     sent: list[str] = field(default_factory=list)
     diverged: bool = False
@@ -165,6 +170,8 @@ class Items:
                 same = event.segment_id == item.segment
                 item.previous = item.hypothesis if same else None
                 item.segment, item.hypothesis = event.segment_id, words
+                item.unsettled = _unsettled(event, words)
+                item.hypothesis_end = event.end_sample
             elif event.segment_id != item.segment:
                 item.segment, item.hypothesis, item.previous = event.segment_id, [], None
         events += self._deltas(item)
@@ -213,7 +220,7 @@ class Items:
     def _deltas(self, item: Item) -> list[Event]:
         if not item.committed or item.cleared or item.done or item.diverged:
             return []
-        stable = item.final_words + _agreed(item.hypothesis, item.previous)
+        stable = item.final_words + _agreed(item.hypothesis, item.previous, item.unsettled)
         sent = len(item.sent)
         if len(stable) <= sent:
             return []
@@ -254,10 +261,13 @@ class Items:
 
 def _whole(item: Item, partial: m.TranscriptPartial, words: list[str]) -> bool:
     """True when the partial's text covers its segment from the start: the segment is still short,
-    or the text begins as the item's previous partial did (it was built on it)."""
+    or the text begins as the item's previous partial did (it was built on it) and no audio lies
+    between them that neither decoded (partials skipped for a window's length leave such a gap)."""
     if partial.end_sample - partial.start_sample <= PARTIAL_WINDOW:
         return True
     if partial.segment_id != item.segment or not item.hypothesis:
+        return False
+    if partial.end_sample - item.hypothesis_end > PARTIAL_WINDOW:
         return False
     k = min(ANCHOR_WORDS, len(words), len(item.hypothesis))
     return k > 0 and all(
@@ -265,11 +275,18 @@ def _whole(item: Item, partial: m.TranscriptPartial, words: list[str]) -> bool:
     )
 
 
-def _agreed(hypothesis: list[str], previous: list[str] | None) -> list[str]:
-    """The partial's words that are unlikely to change: never its last word nor a word cut short
-    ("s-": the engine heard its start only), and only those the previous revision agrees with."""
+def _unsettled(partial: m.TranscriptPartial, words: list[str]) -> int:
+    """How many of the partial's last words fall in its last ``UNSETTLED_S`` (at its own pace)."""
+    seconds = max(partial.end_sample - partial.start_sample, 1) / RATE
+    return max(1, math.ceil(len(words) * min(UNSETTLED_S / seconds, 1.0)))
+
+
+def _agreed(hypothesis: list[str], previous: list[str] | None, unsettled: int) -> list[str]:
+    """The partial's words that are unlikely to change: never its ``unsettled`` last words nor a
+    word cut short ("s-": the engine heard its start only), and only those the previous revision
+    agrees with."""
     cut = [i for i, word in enumerate(hypothesis) if word.endswith("-")]
-    cap = min([len(hypothesis) - 1, *cut])
+    cap = min([len(hypothesis) - unsettled, *cut])
     if previous is not None:
         same = 0
         for a, b in zip(hypothesis, previous, strict=False):
