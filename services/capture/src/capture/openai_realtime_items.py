@@ -17,13 +17,14 @@ prefix of ``transcript``. The stored session keeps the engine's own finals.
 from __future__ import annotations
 
 import math
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from capture import openai_realtime_events as ev
 from echostream_shared import messages as m
+from echostream_shared.segmented.agreement import agreed_length, cut_short, published_head
+from echostream_shared.segmented.guards import norm_word
 from echostream_shared.segmented.policy import SegmentPolicy
 
 RATE = m.SAMPLE_RATE
@@ -42,15 +43,9 @@ MAX_PENDING = 256
 Event = dict[str, Any]
 Transcript = m.TranscriptPartial | m.TranscriptFinal
 
-_NOT_WORD = re.compile(r"[^\w']+")
-
 
 def ms(sample: int) -> int:
     return sample * 1000 // RATE
-
-
-def normalized(word: str) -> str:
-    return _NOT_WORD.sub("", word.lower())
 
 
 @dataclass
@@ -224,7 +219,7 @@ class Items:
         sent = len(item.sent)
         if len(stable) <= sent:
             return []
-        if any(normalized(a) != normalized(b) for a, b in zip(item.sent, stable, strict=False)):
+        if any(norm_word(a) != norm_word(b) for a, b in zip(item.sent, stable, strict=False)):
             item.diverged = True
             return []
         added = stable[sent:]
@@ -271,7 +266,7 @@ def _whole(item: Item, partial: m.TranscriptPartial, words: list[str]) -> bool:
         return False
     k = min(ANCHOR_WORDS, len(words), len(item.hypothesis))
     return k > 0 and all(
-        normalized(a) == normalized(b) for a, b in zip(words[:k], item.hypothesis[:k], strict=True)
+        norm_word(a) == norm_word(b) for a, b in zip(words[:k], item.hypothesis[:k], strict=True)
     )
 
 
@@ -285,34 +280,12 @@ def _agreed(hypothesis: list[str], previous: list[str] | None, unsettled: int) -
     """The partial's words that are unlikely to change: never its ``unsettled`` last words nor a
     word cut short ("s-": the engine heard its start only), and only those the previous revision
     agrees with."""
-    cut = [i for i, word in enumerate(hypothesis) if word.endswith("-")]
-    cap = min([len(hypothesis) - unsettled, *cut])
+    cap = min(len(hypothesis) - unsettled, cut_short(hypothesis))
     if previous is not None:
-        same = 0
-        for a, b in zip(hypothesis, previous, strict=False):
-            if normalized(a) != normalized(b):
-                break
-            same += 1
-        cap = min(cap, same)
+        cap = min(cap, agreed_length(hypothesis, previous))
     return hypothesis[: max(cap, 0)]
 
 
 def stitched(sent: list[str], final: list[str]) -> list[str]:
-    """The words already sent, then the final's words that follow them.
-
-    The sent words stand for the head of the final that they are closest to (fewest word edits);
-    among equally close heads, the one as long as the sent words. Only the final's head is matched,
-    so a misheard partial word can never match a later word of the final and skip the ones between.
-    """
-    if not sent:
-        return final
-    a = [normalized(w) for w in sent]
-    b = [normalized(w) for w in final]
-    # row[k]: word edits between the sent words so far and the final's first k words
-    row = list(range(len(b) + 1))
-    for word in a:
-        previous, row = row, [row[0] + 1]
-        for k, other in enumerate(b, start=1):
-            row.append(min(previous[k] + 1, row[k - 1] + 1, previous[k - 1] + (word != other)))
-    head = min(range(len(b) + 1), key=lambda k: (row[k], abs(k - len(a))))
-    return sent + final[head:]
+    """The words already sent, then the final's words that follow the head they stand for."""
+    return sent + final[published_head(sent, final) :]
