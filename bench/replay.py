@@ -148,7 +148,14 @@ def latencies(talk: Session, emitted: list[Emitted]) -> dict[str, object]:
             first_lat.append(firsts[0].at - span.start / RATE)
         else:
             missing_partial += 1
+    committed = [
+        e.at - word.end / RATE
+        for e in finals
+        for word in e.update.words  # type: ignore[union-attr]
+    ]
     return {
+        "word_committed_p50": _pct(committed, 50),
+        "word_committed_p95": _pct(committed, 95),
         "final_p50": _pct(final_lat, 50),
         "final_p95": _pct(final_lat, 95),
         "first_partial_p50": _pct(first_lat, 50),

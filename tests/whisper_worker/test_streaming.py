@@ -29,6 +29,7 @@ from speech_corpus import (
 
 from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, Update
 from echostream_shared.segmented.decoding import Decoded, DecodedWord, Purpose
+from echostream_shared.segmented.job_stream import resume_point
 from echostream_shared.segmented.policy import SegmentedStream, SegmenterState, SegmentPolicy
 from whisper_worker.transcriber import TranscriberConfig, WhisperTranscriber
 
@@ -425,6 +426,43 @@ async def test_boundary_duplicates_are_dropped_from_the_next_final() -> None:
     assert words_of(run) == words
 
 
+async def test_settled_words_are_published_before_their_segment_ends() -> None:
+    pcm, words = scripted_speech(40)  # about 20 s of uninterrupted "speech"
+    config = SegmentPolicy(commit_after_s=1.0)
+    stream = SegmentedStream(FakeTranscriber(partial_cpu_s=0.01), config)
+    run = await simulate(stream, pcm, [(0, len(pcm))])
+    assert_well_formed(run)
+    assert words_of(run) == words
+    assert len(run.finals) >= 8, "words published while the segment goes on"
+    assert run.finals[-1].segment_end == len(pcm)
+    for at, update in run.emitted:
+        if isinstance(update, FinalUpdate) and update is not run.finals[-1]:
+            # a partial a second after the word agrees with the one before: final by then
+            assert all(at - w.end / SR <= 2.5 for w in update.words)
+    for partial in run.partials:  # partials show only the words not yet published
+        published = [
+            w.text for f in run.finals if f.segment_end <= partial.segment_start for w in f.words
+        ]
+        assert not set(partial.text.split()) & set(published)
+
+
+async def test_resume_after_words_published_early_repeats_and_loses_none() -> None:
+    pcm, words = scripted_speech(40, seed=2)
+    config = SegmentPolicy(commit_after_s=1.0)
+    full = await simulate(
+        SegmentedStream(FakeTranscriber(partial_cpu_s=0.01), config), pcm, [(0, len(pcm))]
+    )
+    assert len(full.finals) >= 8
+    for k, ckpt in enumerate(full.checkpoints[:-1]):
+        assert ckpt.committed_end == full.finals[k].segment_end
+        start = resume_point(ckpt).done  # the successor replays from the words published
+        assert start == ckpt.committed_end
+        stream = SegmentedStream(FakeTranscriber(partial_cpu_s=0.01), config, resume=ckpt)
+        resumed = await simulate(stream, pcm, [(0, len(pcm))], start=start)
+        before = [w.text for f in full.finals[: k + 1] for w in f.words]
+        assert before + words_of(resumed) == words, f"resume after final {k}"
+
+
 # -- tiny.en on real speech ------------------------------------------------------------------
 
 
@@ -464,15 +502,28 @@ async def test_streaming_wer_is_within_two_points_of_offline(whisper: WhisperTra
     assert report["stream_wer"] <= report["offline_wer"] + 0.02, report
 
 
-async def _compare_with_offline(whisper: WhisperTranscriber, chapter_id: str) -> dict[str, Any]:
+@pytest.mark.slow
+async def test_words_published_early_keep_streaming_wer_within_two_points_of_offline(
+    whisper: WhisperTranscriber,
+) -> None:
+    report = await _compare_with_offline(whisper, "1688-142285", SegmentPolicy(commit_after_s=1.0))
+    assert report["finals"] > report["segments"], "some words published before their segment ended"
+    assert report["stream_wer"] <= report["offline_wer"] + 0.02, report
+
+
+async def _compare_with_offline(
+    whisper: WhisperTranscriber, chapter_id: str, config: SegmentPolicy | None = None
+) -> dict[str, Any]:
     p = passage(chapter(chapter_id))
     began = time.process_time()
     offline = await whisper.transcribe(to_float32(p.pcm), purpose="final")
     offline_cpu = time.process_time() - began
-    stream = SegmentedStream(whisper)
+    stream = SegmentedStream(whisper, config)
     run = await simulate(stream, p.pcm, list(p.spans))
     assert_well_formed(run)
     report = {
+        "finals": len(run.finals),
+        "segments": len(p.spans),
         "offline_wer": wer(p.text, offline.text),
         "stream_wer": wer(p.text, run.text),
         "cpu_ratio": run.cpu_s / offline_cpu,

@@ -16,7 +16,9 @@ from echostream_shared.segmented.policy import SegmentedStream, SegmenterState
 
 
 def resume_point(state: SegmenterState) -> ResumePoint:
-    return ResumePoint(state.done, asdict(state))
+    """Finals are published up to ``done``, or up to the open segment's words published early."""
+    published = state.done if state.committed_end is None else max(state.done, state.committed_end)
+    return ResumePoint(published, asdict(state))
 
 
 def segmenter_state(resume: ResumePoint) -> SegmenterState:

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, TimedWord, Update
+from echostream_shared.segmented.agreement import agreed_length, cut_short, published_head
 from echostream_shared.segmented.decoding import Decoded, Purpose, Transcriber
 from echostream_shared.segmented.guards import boundary_overlap
 
@@ -54,6 +55,7 @@ class SegmenterState:
     events_seen: bool  # False: no VAD events so far, the stream is segmented by length alone
     tail: tuple[TimedWord, ...]  # last words of the previous final, for boundary dedup
     after_cut: bool = False  # the previous final was a forced cut inside speech
+    committed_end: int | None = None  # the open segment's words are published up to here
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,11 @@ class SegmentPolicy:
     partial_cpu_burst_s: float = 1.2  # bucket size: a first partial plus a full-window one
     partial_cpu_reserve_s: float = 0.3  # only first partials may dip below this: they matter most
     max_lag_for_partials_s: float = 1.0
+    # None: a segment's words are published by its final. Otherwise the words two successive
+    # partials agree on, spoken at least this long before the newer one's end, are published as
+    # a final at once; the segment's own final, decoded over all its audio as before, carries on
+    # after them (the audio is not cut, so accuracy keeps the whole segment's context)
+    commit_after_s: float | None = None
     cut_search_s: float = 6.0  # a forced cut takes the widest word gap in this last stretch...
     cut_margin_s: float = 1.0  # ...but not in the final second, whose words may be truncated
     tail_words: int = 8
@@ -96,6 +103,7 @@ class StreamStats:
 @dataclass(slots=True)
 class _PartialState:
     revision: int = 0
+    shown_before: int = 0  # revisions of the segment's words published early (their ids are gone)
     attempts: int = 0
     last_end: int = 0  # audio end of the last partial decode
     text: str = ""
@@ -129,6 +137,8 @@ class SegmentedStream:
         self._seg_start = 0
         self._tail: tuple[TimedWord, ...] = ()
         self._after_cut = False  # the open segment starts where a forced cut ended the last one
+        self._committed: list[TimedWord] = []  # the open segment's words published early
+        self._commit_end = 0  # ...up to this sample
         self._partial = _PartialState()
         self._credit = self.config.partial_cpu_burst_s
         self._cost_scale = 1.0
@@ -183,8 +193,15 @@ class SegmentedStream:
 
     def state(self) -> SegmenterState:
         seg = self._seg_start if self._speaking else None
+        committed_end = self._commit_end if self._speaking and self._committed else None
         return SegmenterState(
-            self._done, self._in_speech, seg, self._events_seen, self._tail, self._after_cut
+            self._done,
+            self._in_speech,
+            seg,
+            self._events_seen,
+            self._tail,
+            self._after_cut,
+            committed_end,
         )
 
     # -- finals --------------------------------------------------------------------------------
@@ -192,6 +209,11 @@ class SegmentedStream:
     @property
     def _speaking(self) -> bool:
         return not self._closed and (self._in_speech or not self._events_seen)
+
+    @property
+    def _open_from(self) -> int:
+        """Where the open segment's next final starts: after its words published early."""
+        return self._commit_end if self._committed else self._seg_start
 
     async def _cut_long(self, until: int) -> list[Update]:
         """Forced finals while the open segment is longer than the maximum."""
@@ -201,7 +223,7 @@ class SegmentedStream:
             window_end = self._seg_start + max_len
             decoded, origin = await self._decode(self._seg_start, window_end, "final")
             words = self._words(decoded, origin, self._seg_start, window_end)
-            cut = self._cut_point(words, window_end)
+            cut = max(self._cut_point(words, window_end), self._open_from)
             kept = [replace(w, end=min(w.end, cut)) for w in words if (w.start + w.end) // 2 < cut]
             updates += self._finalize(cut, kept, decoded)
             self._after_cut = True
@@ -218,11 +240,12 @@ class SegmentedStream:
         return updates
 
     def _finalize(self, end: int, words: list[TimedWord], decoded: Decoded | None) -> list[Update]:
-        start = self._seg_start
-        words = self._dedup(words)
+        start = self._open_from
+        words = self._unpublished(words, start)
+        self._committed = []
         self._after_cut = False
         text = " ".join(w.text for w in words)
-        revision = self._partial.revision
+        shown = self._partial.revision - self._partial.shown_before  # partials under this id
         self._done = end
         self._seg_start = end
         self._partial = _PartialState(last_end=end)
@@ -230,7 +253,7 @@ class SegmentedStream:
             self._tail = tuple([*self._tail, *words][-self.config.tail_words :])
         if decoded is not None:
             self._language = decoded.language
-        if not text and revision == 0:
+        if not text and shown == 0:
             return []
         known = [w.probability for w in words if w.probability is not None]
         confidence = float(np.mean(known)) if known else None
@@ -298,13 +321,58 @@ class SegmentedStream:
         state = self._partial
         state.attempts += 1
         state.skipped = False
+        previous = state.hypothesis
         state.last_end, state.frozen, state.hypothesis = now, frozen, [*frozen, *words]
-        text = " ".join(w.text for w in self._dedup(state.hypothesis))
+        covered = start <= (frozen[-1].end if frozen else self._seg_start)
+        commits = self._commit_settled(previous, state.hypothesis, now) if covered else []
+        shown = self._unpublished(state.hypothesis, self._open_from)
+        text = " ".join(w.text for w in shown)
         if not text or text == state.text:
-            return []
+            return commits
         state.revision += 1
         state.text = text
-        return [PartialUpdate(self._seg_start, now, state.revision, text)]
+        revision = state.revision - state.shown_before
+        return [*commits, PartialUpdate(self._open_from, now, revision, text)]
+
+    def _commit_settled(
+        self, previous: list[TimedWord], current: list[TimedWord], now: int
+    ) -> list[Update]:
+        """Publish the words of ``current`` that ``previous`` agrees on and that were spoken at
+        least ``commit_after_s`` before ``now``, as a final from the last words published."""
+        after = self.config.commit_after_s
+        if after is None or not previous:
+            return []
+        start = self._open_from
+        fresh = self._unpublished(current, start)
+        before = self._unpublished(previous, start)
+        texts = [w.text for w in fresh]
+        settled = min(agreed_length(texts, [w.text for w in before]), cut_short(texts))
+        limit = now - _samples(after)
+        count = next((i for i, w in enumerate(fresh[:settled]) if w.end > limit), settled)
+        if count == 0:
+            return []
+        words = fresh[:count]
+        end = words[-1].end
+        if count < len(fresh):  # midway into the pause before the next word
+            end = max(end, (end + fresh[count].start) // 2)
+        words = [replace(w, end=min(w.end, end)) for w in words]
+        self._committed += words
+        self._commit_end = end
+        self._tail = tuple([*self._tail, *words][-self.config.tail_words :])
+        self._partial.text = ""  # the open segment's partials now start after these words...
+        self._partial.shown_before = self._partial.revision  # ...under a new id, from revision 1
+        known = [w.probability for w in words if w.probability is not None]
+        confidence = float(np.mean(known)) if known else None
+        text = " ".join(w.text for w in words)
+        return [FinalUpdate(start, end, text, tuple(words), confidence, self._language)]
+
+    def _unpublished(self, words: list[TimedWord], start: int) -> list[TimedWord]:
+        """The decoded words of the open segment not yet in a final, placed from ``start``: after
+        the segment's words published early, or after a repeat of the previous final's tail."""
+        if not self._committed:
+            return self._dedup(words)
+        head = published_head([w.text for w in self._committed], [w.text for w in words])
+        return [replace(w, start=max(w.start, start), end=max(w.end, start)) for w in words[head:]]
 
     def _count_skip(self, reason: Literal["lag", "budget"]) -> None:
         if self._partial.skipped:
@@ -433,10 +501,13 @@ class SegmentedStream:
             self._buf_start = keep
 
     def _resume(self, ckpt: SegmenterState) -> None:
-        self._done = self._buf_start = ckpt.done
+        # words published early are final: carry on after them, as after a forced cut
+        published = ckpt.committed_end if ckpt.committed_end is not None else ckpt.done
+        self._done = self._buf_start = max(ckpt.done, published)
         self._in_speech = ckpt.in_speech
         self._events_seen = ckpt.events_seen
         self._seg_start = ckpt.segment_start if ckpt.segment_start is not None else ckpt.done
+        self._seg_start = max(self._seg_start, self._done)
         self._tail = ckpt.tail
-        self._after_cut = ckpt.after_cut
+        self._after_cut = ckpt.after_cut or ckpt.committed_end is not None
         self._partial = _PartialState(last_end=self._seg_start)

@@ -30,6 +30,14 @@ class SegmentedWorkerSettings(WorkerSettings):
         description="CPU-s partials may spend per second of audio (a segment's first try always "
         "goes); about half the engine's offline cost",
     )
+    commit_after_s: float | None = Field(
+        default=None,
+        ge=0.3,
+        le=5,
+        description="publish a segment's words as a final before the segment ends once two "
+        "partials agree on them and they were spoken this long before the newer partial's end "
+        "(unset: words wait for their segment's final)",
+    )
 
     def segment_policy(self) -> SegmentPolicy:
         """The streaming policy: partials stop at half the lag at which the worker degrades."""
@@ -39,4 +47,5 @@ class SegmentedWorkerSettings(WorkerSettings):
             partial_interval_s=self.partial_interval_s,
             partial_cpu_per_audio_s=self.partial_cpu_per_audio_s,
             max_lag_for_partials_s=self.degrade_lag_s / 2,
+            commit_after_s=self.commit_after_s,
         )
