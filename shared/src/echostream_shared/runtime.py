@@ -15,6 +15,7 @@ from echostream_shared.bus import Bus
 from echostream_shared.config import ServiceSettings
 from echostream_shared.logging import get_logger
 from echostream_shared.probes import start_probe_server
+from echostream_shared.tasks import cancel_and_wait
 from echostream_shared.topology import TopologyLimits, ensure_topology
 
 log = get_logger("runtime")
@@ -140,9 +141,7 @@ async def _run_until_stopped(
         done, _ = await asyncio.wait({task}, timeout=drain_s)
         if not done:
             log.error("service.drain_timeout")
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             return EXIT_FAILED
     if task.cancelled() or task.exception() is not None:
         log.error("service.failed", error=repr(task.exception()) if not task.cancelled() else None)

@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
+from echostream_shared.tasks import cancel_and_wait
+
 MAX_PENDING = 1000
 """Past this many unsent messages, droppable ones (partials, metrics) are dropped."""
 
@@ -50,13 +52,7 @@ class Outbox:
     async def stop(self) -> None:
         """Cancel the writer and wait for it; a cancellation of the caller itself propagates."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await cancel_and_wait(self._task)
 
     async def _write(self) -> None:
         while (message := await self._queue.get()) is not None:

@@ -26,6 +26,7 @@ from echostream_shared.jobs.publisher import TranscriptPublisher
 from echostream_shared.jobs.stream import EngineStream, HandBack, JobFailed, TranscriptSink
 from echostream_shared.jobs.updates import FinalUpdate, PartialUpdate, ResumePoint
 from echostream_shared.logging import get_logger
+from echostream_shared.tasks import cancel_and_wait
 
 log = get_logger("source_job")
 
@@ -362,19 +363,8 @@ async def _unless_stopped(work: Coroutine[Any, Any, bool], stop: asyncio.Event) 
         stopping.cancel()
     if task.done():
         return task.result()
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if _being_cancelled():
-            raise
+    await cancel_and_wait(task)
     return False
-
-
-def _being_cancelled() -> bool:
-    """Whether the running task has a cancellation request of its own pending."""
-    current = asyncio.current_task()
-    return current is not None and current.cancelling() > 0
 
 
 def _replay_config(stored: Checkpoint | None) -> ConsumerConfig:

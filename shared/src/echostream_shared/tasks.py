@@ -1,0 +1,21 @@
+"""Stopping asyncio tasks without swallowing a cancellation meant for the caller."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended.
+
+    Its own ``CancelledError`` is the expected end and is swallowed; a cancellation of the task
+    that waits (a shutdown from above) arriving meanwhile propagates.
+    """
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling() > 0:
+            raise
