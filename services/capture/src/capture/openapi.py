@@ -125,6 +125,7 @@ DOCUMENT: Schema = {
                 "responses": {
                     "200": _json(TRANSCRIPTION, "transcribed"),
                     "202": _json(TRANSCRIPTION, "still processing; poll status_url"),
+                    "502": _json(TRANSCRIPTION, "the engine failed: status failed, and why"),
                     **_errors(DETAIL, 400, 401, 413, 415),
                 },
             }
@@ -189,7 +190,7 @@ DOCUMENT: Schema = {
                             "text/event-stream": {"schema": {"type": "string"}},
                         },
                     },
-                    **_errors(OPENAI_ERROR, 400, 401, 413, 415),
+                    **_errors(OPENAI_ERROR, 400, 401, 413, 415, 502),
                 },
             }
         },
@@ -210,7 +211,7 @@ DOCUMENT: Schema = {
                 "requestBody": {"required": True, "content": AUDIO_BODY},
                 "responses": {
                     "200": _json({"type": "object", "required": ["metadata", "results"]}, "done"),
-                    **_errors(DEEPGRAM_ERROR, 400, 401, 413, 504),
+                    **_errors(DEEPGRAM_ERROR, 400, 401, 413, 502, 504),
                 },
             }
         },
