@@ -49,7 +49,8 @@ TRANSCRIPTION: Schema = {
     "required": ["id", "status"],
     "properties": {
         "id": {"type": "string"},
-        "status": {"type": "string", "enum": ["processing", "done"]},
+        "status": {"type": "string", "enum": ["processing", "done", "failed"]},
+        "failure": {"type": "string"},
         "engine": {"type": "string"},
         "duration_s": {"type": "number"},
         "text": {"type": "string"},
