@@ -446,6 +446,38 @@ async def test_settled_words_are_published_before_their_segment_ends() -> None:
         assert not set(partial.text.split()) & set(published)
 
 
+async def test_forced_cuts_between_early_commits_lose_and_repeat_nothing() -> None:
+    pcm, words = scripted_speech(120)  # about 60 s without a pause
+    config = SegmentPolicy(max_segment_s=10.0, commit_after_s=1.0)
+    stream = SegmentedStream(FakeTranscriber(partial_cpu_s=0.01), config)
+    run = await simulate(stream, pcm, [(0, len(pcm))])
+    assert_well_formed(run)  # among others: every final's segment id is new
+    assert words_of(run) == words
+    assert len(run.finals) > 2 * len(pcm) / SR / 10, "early finals between the forced cuts"
+
+
+async def test_a_word_reheard_after_a_forced_cut_is_not_published_twice() -> None:
+    @dataclass
+    class Echo(FakeTranscriber):
+        """Every decode that starts after w1 re-hears the word before it, at its very start."""
+
+        async def transcribe(
+            self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
+        ) -> Decoded:
+            decoded = await super().transcribe(audio, purpose=purpose, prompt=prompt)
+            if decoded.words and decoded.words[0].text != "w1":
+                n = int(decoded.words[0].text[1:]) - 1
+                echo = DecodedWord(f"w{n}", 0.0, 0.01, 0.5)
+                return replace(decoded, words=(echo, *decoded.words))
+            return decoded
+
+    pcm, words = scripted_speech(80, seed=4)
+    config = SegmentPolicy(max_segment_s=10.0, commit_after_s=1.0)
+    run = await simulate(SegmentedStream(Echo(partial_cpu_s=0.01), config), pcm, [(0, len(pcm))])
+    assert_well_formed(run)
+    assert words_of(run) == words
+
+
 async def test_resume_after_words_published_early_repeats_and_loses_none() -> None:
     pcm, words = scripted_speech(40, seed=2)
     config = SegmentPolicy(commit_after_s=1.0)
@@ -506,7 +538,9 @@ async def test_streaming_wer_is_within_two_points_of_offline(whisper: WhisperTra
 async def test_words_published_early_keep_streaming_wer_within_two_points_of_offline(
     whisper: WhisperTranscriber,
 ) -> None:
-    report = await _compare_with_offline(whisper, "1688-142285", SegmentPolicy(commit_after_s=1.0))
+    # partials every second (a budget that affords them), as early commits need
+    config = SegmentPolicy(commit_after_s=1.0, partial_cpu_per_audio_s=0.3)
+    report = await _compare_with_offline(whisper, "1688-142285", config)
     assert report["finals"] > report["segments"], "some words published before their segment ended"
     assert report["stream_wer"] <= report["offline_wer"] + 0.02, report
 

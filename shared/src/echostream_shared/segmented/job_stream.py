@@ -16,9 +16,10 @@ from echostream_shared.segmented.policy import SegmentedStream, SegmenterState
 
 
 def resume_point(state: SegmenterState) -> ResumePoint:
-    """Finals are published up to ``done``, or up to the open segment's words published early."""
-    published = state.done if state.committed_end is None else max(state.done, state.committed_end)
-    return ResumePoint(published, asdict(state))
+    saved = asdict(state)
+    if state.committed_end is None:  # the layout workers without early commits read
+        del saved["committed_end"]
+    return ResumePoint(state.published, saved)
 
 
 def segmenter_state(resume: ResumePoint) -> SegmenterState:

@@ -57,6 +57,11 @@ class SegmenterState:
     after_cut: bool = False  # the previous final was a forced cut inside speech
     committed_end: int | None = None  # the open segment's words are published up to here
 
+    @property
+    def published(self) -> int:
+        """Finals are published up to here: a successor replays the audio from this sample."""
+        return self.done if self.committed_end is None else max(self.done, self.committed_end)
+
 
 @dataclass(frozen=True, slots=True)
 class SegmentPolicy:
@@ -109,6 +114,7 @@ class _PartialState:
     text: str = ""
     frozen: list[TimedWord] = field(default_factory=list)  # kept from earlier windows
     hypothesis: list[TimedWord] = field(default_factory=list)  # words of the last partial
+    confirmed: int = 0  # the hypothesis's first words that two decodes agree on
     skipped: bool = False  # the partial now due was already counted as skipped
 
 
@@ -193,15 +199,13 @@ class SegmentedStream:
 
     def state(self) -> SegmenterState:
         seg = self._seg_start if self._speaking else None
-        committed_end = self._commit_end if self._speaking and self._committed else None
+        if self._speaking and self._committed:  # a successor carries on after them
+            tail = tuple([*self._tail, *self._committed][-self.config.tail_words :])
+            return SegmenterState(
+                self._done, self._in_speech, seg, self._events_seen, tail, True, self._commit_end
+            )
         return SegmenterState(
-            self._done,
-            self._in_speech,
-            seg,
-            self._events_seen,
-            self._tail,
-            self._after_cut,
-            committed_end,
+            self._done, self._in_speech, seg, self._events_seen, self._tail, self._after_cut
         )
 
     # -- finals --------------------------------------------------------------------------------
@@ -223,14 +227,15 @@ class SegmentedStream:
             window_end = self._seg_start + max_len
             decoded, origin = await self._decode(self._seg_start, window_end, "final")
             words = self._words(decoded, origin, self._seg_start, window_end)
-            cut = max(self._cut_point(words, window_end), self._open_from)
+            cut = self._cut_point(words, window_end)
             kept = [replace(w, end=min(w.end, cut)) for w in words if (w.start + w.end) // 2 < cut]
             updates += self._finalize(cut, kept, decoded)
             self._after_cut = True
         return updates
 
     async def _close(self, end: int) -> list[Update]:
-        """The final of the open segment, ending at ``end``."""
+        """The final of the open segment, ending at ``end`` (never before its published words)."""
+        end = max(end, self._open_from)
         updates = await self._cut_long(end)
         if end - self._seg_start < _samples(self.config.min_segment_s):
             updates += self._finalize(max(end, self._seg_start), [], None)
@@ -242,6 +247,7 @@ class SegmentedStream:
     def _finalize(self, end: int, words: list[TimedWord], decoded: Decoded | None) -> list[Update]:
         start = self._open_from
         words = self._unpublished(words, start)
+        published = [*self._committed, *words]
         self._committed = []
         self._after_cut = False
         text = " ".join(w.text for w in words)
@@ -249,8 +255,8 @@ class SegmentedStream:
         self._done = end
         self._seg_start = end
         self._partial = _PartialState(last_end=end)
-        if words:
-            self._tail = tuple([*self._tail, *words][-self.config.tail_words :])
+        if published:
+            self._tail = tuple([*self._tail, *published][-self.config.tail_words :])
         if decoded is not None:
             self._language = decoded.language
         if not text and shown == 0:
@@ -274,7 +280,7 @@ class SegmentedStream:
     def _cut_point(self, words: list[TimedWord], window_end: int) -> int:
         """Where a forced final ends: the widest word gap near the end, at its quietest 20 ms."""
         cfg = self.config
-        lo = max(window_end - _samples(cfg.cut_search_s), self._seg_start + 1)
+        lo = max(window_end - _samples(cfg.cut_search_s), self._open_from + 1)
         hi = max(window_end - _samples(cfg.cut_margin_s), lo + ENERGY_FRAME)
         best: tuple[int, int, int] | None = None  # (gap, left word end, right word start)
         for left, right in zip(words, [*words[1:], None], strict=True):
@@ -323,6 +329,10 @@ class SegmentedStream:
         state.skipped = False
         previous = state.hypothesis
         state.last_end, state.frozen, state.hypothesis = now, frozen, [*frozen, *words]
+        # frozen words were decoded once, by an earlier partial: they count as far as that
+        # partial's own agreement with its predecessor reached
+        agreed = agreed_length([w.text for w in state.hypothesis], [w.text for w in previous])
+        state.confirmed = agreed if state.confirmed >= len(frozen) else state.confirmed
         covered = start <= (frozen[-1].end if frozen else self._seg_start)
         commits = self._commit_settled(previous, state.hypothesis, now) if covered else []
         shown = self._unpublished(state.hypothesis, self._open_from)
@@ -346,7 +356,10 @@ class SegmentedStream:
         fresh = self._unpublished(current, start)
         before = self._unpublished(previous, start)
         texts = [w.text for w in fresh]
-        settled = min(agreed_length(texts, [w.text for w in before]), cut_short(texts))
+        confirmed = self._partial.confirmed - (len(current) - len(fresh))
+        settled = max(
+            0, min(agreed_length(texts, [w.text for w in before]), cut_short(texts), confirmed)
+        )
         limit = now - _samples(after)
         count = next((i for i, w in enumerate(fresh[:settled]) if w.end > limit), settled)
         if count == 0:
@@ -355,10 +368,11 @@ class SegmentedStream:
         end = words[-1].end
         if count < len(fresh):  # midway into the pause before the next word
             end = max(end, (end + fresh[count].start) // 2)
+        if end <= start:  # words the pad before the segment held: nothing to cut yet
+            return []
         words = [replace(w, end=min(w.end, end)) for w in words]
         self._committed += words
         self._commit_end = end
-        self._tail = tuple([*self._tail, *words][-self.config.tail_words :])
         self._partial.text = ""  # the open segment's partials now start after these words...
         self._partial.shown_before = self._partial.revision  # ...under a new id, from revision 1
         known = [w.probability for w in words if w.probability is not None]
@@ -368,9 +382,10 @@ class SegmentedStream:
 
     def _unpublished(self, words: list[TimedWord], start: int) -> list[TimedWord]:
         """The decoded words of the open segment not yet in a final, placed from ``start``: after
-        the segment's words published early, or after a repeat of the previous final's tail."""
+        a repeat of the previous final's tail, and after the segment's words published early."""
+        words = self._dedup(words)
         if not self._committed:
-            return self._dedup(words)
+            return words
         head = published_head([w.text for w in self._committed], [w.text for w in words])
         return [replace(w, start=max(w.start, start), end=max(w.end, start)) for w in words[head:]]
 
@@ -502,12 +517,11 @@ class SegmentedStream:
 
     def _resume(self, ckpt: SegmenterState) -> None:
         # words published early are final: carry on after them, as after a forced cut
-        published = ckpt.committed_end if ckpt.committed_end is not None else ckpt.done
-        self._done = self._buf_start = max(ckpt.done, published)
+        self._done = self._buf_start = ckpt.published
         self._in_speech = ckpt.in_speech
         self._events_seen = ckpt.events_seen
         self._seg_start = ckpt.segment_start if ckpt.segment_start is not None else ckpt.done
         self._seg_start = max(self._seg_start, self._done)
         self._tail = ckpt.tail
-        self._after_cut = ckpt.after_cut or ckpt.committed_end is not None
+        self._after_cut = ckpt.after_cut
         self._partial = _PartialState(last_end=self._seg_start)
