@@ -10,12 +10,13 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     """Cancel ``task`` and wait until it has ended.
 
     Its own ``CancelledError`` is the expected end and is swallowed; a cancellation of the task
-    that waits (a shutdown from above) arriving meanwhile propagates.
+    that waits, requested while it waits (a shutdown from above), propagates.
     """
+    current = asyncio.current_task()
+    requested = current.cancelling() if current is not None else 0
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling() > 0:
+        if current is not None and current.cancelling() > requested:
             raise
