@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from capture_audio import packaged, silence
 
-from capture.vad import WINDOW, Boundary, SpeechDetector, VadConfig
+from capture.silero import WINDOW
+from capture.vad import Boundary, SpeechDetector, VadConfig
 
 RATE = 16_000
 

@@ -49,6 +49,7 @@ from capture.frame_carry import FrameCarry
 from capture.hub import Hub
 from capture.limits import format_problem
 from capture.relay import TranscriptEvent
+from capture.silero import WINDOW
 from capture.stream_decoder import (
     WAV_HEADER_MAX,
     Block,
@@ -57,7 +58,7 @@ from capture.stream_decoder import (
     is_wav,
     wav_start,
 )
-from capture.vad import WINDOW, Boundary
+from capture.vad import Boundary
 from echostream_shared import messages as m
 from echostream_shared.logging import get_logger
 

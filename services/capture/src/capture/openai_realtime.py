@@ -38,6 +38,7 @@ from capture.openai_realtime_events import (
     transcription_failed,
 )
 from capture.openai_realtime_items import Event, Items
+from capture.openai_transcription_formats import ENGINE_FAILED
 from capture.relay import TranscriptEvent
 from capture.vad import Boundary
 from echostream_shared import messages as m
@@ -52,7 +53,6 @@ COMPLETION_GRACE_S = 10.0
 """An ended item with no final after this (plus the workers' lag) completes with what it has."""
 BETA_HEADER = "realtime=v1"
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
-ENGINE_FAILED = "engine_failed"
 COMMITTED = "input_audio_buffer.committed"
 COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
@@ -297,7 +297,10 @@ class OpenAIRealtimeConnection(LiveConnection):
         self.outbox.send(self.error_message(OpenAIRejected("invalid_value", message, "audio")))
 
     async def cleanup(self, reason: str) -> None:
-        self._drop_split_sample("the audio at the end of the session")
+        if reason == "client":  # still connected: say what was dropped
+            self._drop_split_sample("the audio at the end of the session")
+        elif self._carry is not None:
+            self._carry.drop()  # a client that left, was refused or failed is not blamed
         await super().cleanup(reason)
 
     # -- sending -------------------------------------------------------------------------------

@@ -82,6 +82,10 @@ class Options:
         )
 
 
+ENGINE_FAILED = "engine_failed"
+"""The error code EchoStream's OpenAI routes use when the engine gave up on the audio."""
+
+
 def error_body(
     message: str, *, kind: str = "invalid_request_error", param: str | None, code: str | None
 ) -> dict[str, Any]:

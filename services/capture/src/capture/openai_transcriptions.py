@@ -27,6 +27,7 @@ from capture.file_transcription import (
 )
 from capture.hub import Hub
 from capture.openai_transcription_formats import (
+    ENGINE_FAILED,
     BadField,
     Options,
     error_body,
@@ -44,7 +45,6 @@ log = get_logger("openai_transcriptions")
 PROTOCOL = "openai"
 SESSION_HEADER = "x-echostream-session-id"
 COMPLETE_HEADER = "x-echostream-complete"
-ENGINE_FAILED = "engine_failed"
 
 
 def openai_error(status: int, message: str, *, param: str | None, code: str | None) -> Response:
