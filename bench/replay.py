@@ -28,7 +28,7 @@ import numpy as np
 from speech_corpus import load_items, wer
 from worker_process import MODEL
 
-from bench.audio import Pcm, Session, session, talks_from_items
+from bench.audio import Pcm, Session, Span, session, talks_from_items
 from capture.config import CaptureSettings
 from capture.hub import ingest_config
 from capture.vad import SpeechDetector, VadConfig
@@ -70,9 +70,12 @@ def _messages(talk: Session, vad: VadConfig | None = None) -> Iterator[_Message]
     if vad is not None:
         yield from _vad_messages(talk, SpeechDetector(vad))
         return
+    Kind = Literal["started", "ended"]
+    started: Kind = "started"
+    ended: Kind = "ended"
     boundaries = sorted(
-        [(s.start + VAD_DELAY, "started", s.start) for s in talk.speech]
-        + [(s.end + VAD_DELAY, "ended", s.end) for s in talk.speech]
+        [(s.start + VAD_DELAY, started, s.start) for s in talk.speech]
+        + [(s.end + VAD_DELAY, ended, s.end) for s in talk.speech]
     )
     end = len(talk.audio)
     for first in range(0, end, CHUNK):
@@ -80,9 +83,9 @@ def _messages(talk: Session, vad: VadConfig | None = None) -> Iterator[_Message]
         yield _Message(first / RATE, "audio", first, pcm)
         while boundaries and boundaries[0][0] <= first + len(pcm):
             _, kind, sample = boundaries.pop(0)
-            yield _Message(first / RATE, kind, sample)  # type: ignore[arg-type]
+            yield _Message(first / RATE, kind, sample)
     for _, kind, sample in boundaries:
-        yield _Message(end / RATE, kind, sample)  # type: ignore[arg-type]
+        yield _Message(end / RATE, kind, sample)
     yield _Message(end / RATE, "closed", end)
 
 
@@ -116,43 +119,49 @@ async def replay(
     policy: SegmentPolicy,
     talk: Session,
     vad: VadConfig | None = None,
-) -> tuple[list[Emitted], float, SegmentedStream]:
+) -> tuple[list[Emitted], float, SegmentedStream, list[Span]]:
+    """The stream's updates on the virtual clock, its CPU, the stream, and the speech spans its
+    boundaries made."""
     stream = SegmentedStream(transcriber, policy)
     clock = 0.0
     emitted: list[Emitted] = []
+    starts: list[int] = []
+    spans: list[Span] = []
     cpu0 = _cpu_s()
     for message in _messages(talk, vad):
+        if message.kind == "started":
+            starts.append(message.sample)
+        elif message.kind == "ended" and starts:
+            spans.append(Span(starts.pop(), message.sample))
         clock = max(clock, message.at)
         stream.lag_s = max(0.0, clock - message.at - CHUNK / RATE)  # as SourceJob computes it
         started = time.perf_counter()
         updates = await _apply(stream, message)
         clock += time.perf_counter() - started
         emitted += [Emitted(u, clock) for u in updates]
-    return emitted, _cpu_s() - cpu0, stream
+    return emitted, _cpu_s() - cpu0, stream, spans
 
 
 def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def latencies(talk: Session, emitted: list[Emitted]) -> dict[str, object]:
-    finals = [e for e in emitted if isinstance(e.update, FinalUpdate)]
-    partials = [e for e in emitted if isinstance(e.update, PartialUpdate)]
+def latencies(emitted: list[Emitted], spans: list[Span]) -> dict[str, object]:
+    """Final after each speech end, first partial after each onset (of the boundaries the stream
+    was given), and each published word's final after the word's end."""
+    finals = [(e.at, e.update) for e in emitted if isinstance(e.update, FinalUpdate)]
+    partials = [(e.at, e.update) for e in emitted if isinstance(e.update, PartialUpdate)]
     final_lat, first_lat, missing_partial = [], [], 0
-    for span in talk.speech:
-        closing = [e for e in finals if e.update.segment_end == span.end]
+    for span in spans:
+        closing = [at for at, final in finals if final.segment_end == span.end]
         if closing:
-            final_lat.append(closing[0].at - span.end / RATE)
-        firsts = [e for e in partials if span.start <= e.update.segment_start < span.end]
+            final_lat.append(closing[0] - span.end / RATE)
+        firsts = [at for at, p in partials if span.start <= p.segment_start < span.end]
         if firsts:
-            first_lat.append(firsts[0].at - span.start / RATE)
+            first_lat.append(firsts[0] - span.start / RATE)
         else:
             missing_partial += 1
-    committed = [
-        e.at - word.end / RATE
-        for e in finals
-        for word in e.update.words  # type: ignore[union-attr]
-    ]
+    committed = [at - word.end / RATE for at, final in finals for word in final.words]
     return {
         "word_committed_p50": _pct(committed, 50),
         "word_committed_p95": _pct(committed, 95),
@@ -160,7 +169,7 @@ def latencies(talk: Session, emitted: list[Emitted]) -> dict[str, object]:
         "final_p95": _pct(final_lat, 95),
         "first_partial_p50": _pct(first_lat, 50),
         "first_partial_p95": _pct(first_lat, 95),
-        "segments": len(talk.speech),
+        "segments": len(spans),
         "no_partial": missing_partial,
         "partials": len(partials),
     }
@@ -227,7 +236,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     await transcriber.warm_up()
     wall0 = time.perf_counter()
     vad = _capture_vad(args.vad_silence_ms) if args.vad_silence_ms else None
-    emitted, stream_cpu, stream = await replay(transcriber, settings.segment_policy(), talk, vad)
+    emitted, stream_cpu, stream, spans = await replay(
+        transcriber, settings.segment_policy(), talk, vad
+    )
     stream_wall = time.perf_counter() - wall0
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     await transcriber.aclose()
@@ -255,7 +266,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "talks": len(talks),
         **{
             k: (round(v, 3) if isinstance(v, float) else v)
-            for k, v in latencies(talk, emitted).items()
+            for k, v in latencies(emitted, spans).items()
         },
         "stream_wer": round(100 * wer(refs, stream_texts), 2),
         "offline_wer": round(100 * wer(refs, off_texts), 2),
