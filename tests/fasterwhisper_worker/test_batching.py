@@ -51,8 +51,12 @@ def calls(speech: list[SpeechItem]) -> list[Call]:
 
 @pytest.fixture(scope="module")
 def batched() -> Iterator[FasterWhisperTranscriber]:
-    """One decoder: concurrent calls are one batch (two idle decoders would share them out)."""
-    loaded = transcriber(decoders=1)
+    """One decoder: concurrent calls are one batch (two idle decoders would share them out).
+
+    The decoder waits 0.5 s for concurrent clips instead of 5 ms: each call screens its clip
+    for silence before it is queued, and on a loaded machine eight such calls took longer than
+    5 ms (CI once saw them in two batches)."""
+    loaded = transcriber(decoders=1, batch_gather_s=0.5)
     yield loaded
     asyncio.run(loaded.aclose())
 
