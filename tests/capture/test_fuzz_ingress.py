@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from capture_audio import encode, packaged
 from capture_harness import RunningCapture
+from fuzz_inputs import Originals, json_values, mutated, real_files
 from hypothesis import HealthCheck, given, settings, strategies as st
 from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
@@ -42,15 +43,6 @@ BUDGET = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 SPEECH = packaged("hello_world").pcm[:8000].tobytes()
-
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 
 
 def json_messages(types: list[str]) -> st.SearchStrategy[str]:
@@ -301,41 +293,12 @@ def _type(tag: str) -> str:
     return json.dumps({"type": tag})
 
 
-class Originals(list[bytes]):
-    """Real files to mutate (with a short repr, for hypothesis' reports)."""
-
-    def __repr__(self) -> str:
-        return f"Originals({len(self)} files)"
-
-
 @pytest.fixture(scope="module")
 def containers(tmp_path_factory: pytest.TempPathFactory) -> Originals:
     """Small real files in every container uploads accept, to mutate."""
-    pcm = packaged("hello_world").pcm[:16000]
-    folder = tmp_path_factory.mktemp("containers")
     specs = [("a.wav", "pcm_s16le"), ("a.flac", "flac"), ("a.ogg", "libopus"), ("a.mp3", "mp3")]
-    return Originals(
-        encode(pcm, folder / name, codec, 16000, 1).read_bytes() for name, codec in specs
-    )
-
-
-@st.composite
-def mutated(draw: st.DrawFn, originals: Originals) -> bytes:
-    data = bytearray(originals[draw(st.integers(0, len(originals) - 1))])
-    for _ in range(draw(st.integers(1, 6))):
-        if not data:
-            break
-        at = draw(st.integers(0, len(data) - 1))
-        match draw(st.sampled_from(["flip", "cut", "insert", "zero"])):
-            case "flip":
-                data[at] ^= draw(st.integers(1, 255))
-            case "cut":
-                del data[at:]
-            case "insert":
-                data[at:at] = draw(st.binary(min_size=1, max_size=64))
-            case "zero":
-                data[at : at + 64] = bytes(min(64, len(data) - at))
-    return bytes(data)
+    folder = tmp_path_factory.mktemp("containers")
+    return real_files(folder, [(name, codec, 16000, 1) for name, codec in specs])
 
 
 def test_mutated_containers_decode_or_raise_the_typed_error(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from capture_harness import RunningCapture
+from fuzz_inputs import json_values
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 from pydantic import ValidationError
 from websockets.exceptions import ConnectionClosed
@@ -32,15 +33,6 @@ from capture.openai_realtime_events import (
     SessionUpdate,
     TranscriptionSessionUpdate,
     VadSettings,
-)
-
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
 )
 
 

@@ -10,7 +10,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from capture_audio import encode, packaged
+from fuzz_inputs import MUTATIONS, Originals, mutated, real_files
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from capture.config import CaptureSettings
@@ -20,19 +20,11 @@ from capture.stream_decoder import WAV_HEADER_MAX, Block, ContainerDecoder, Deco
 pytestmark = pytest.mark.slow
 
 FINISH_TIMEOUT_S = 20.0
-
-
-class Originals(list[bytes]):
-    """Real streams to mutate (with a short repr, for hypothesis' reports)."""
-
-    def __repr__(self) -> str:
-        return f"Originals({len(self)} files)"
+KINDS = (*MUTATIONS, "repeat")
 
 
 @pytest.fixture(scope="module")
 def originals(tmp_path_factory: pytest.TempPathFactory) -> Originals:
-    pcm = packaged("hello_world").pcm[:16000]
-    folder = tmp_path_factory.mktemp("streams")
     specs = [
         ("a.ogg", "libopus", 48_000, 1),
         ("a.webm", "libopus", 48_000, 2),
@@ -40,31 +32,7 @@ def originals(tmp_path_factory: pytest.TempPathFactory) -> Originals:
         ("a.mp3", "mp3", 16_000, 1),
         ("a.wav", "pcm_s16le", 16_000, 1),
     ]
-    return Originals(
-        encode(pcm, folder / name, codec, rate, channels).read_bytes()
-        for name, codec, rate, channels in specs
-    )
-
-
-@st.composite
-def mutated(draw: st.DrawFn, originals: Originals) -> bytes:
-    data = bytearray(originals[draw(st.integers(0, len(originals) - 1))])
-    for _ in range(draw(st.integers(1, 6))):
-        if not data:
-            break
-        at = draw(st.integers(0, len(data) - 1))
-        match draw(st.sampled_from(["flip", "cut", "insert", "zero", "repeat"])):
-            case "flip":
-                data[at] ^= draw(st.integers(1, 255))
-            case "cut":
-                del data[at:]
-            case "insert":
-                data[at:at] = draw(st.binary(min_size=1, max_size=64))
-            case "zero":
-                data[at : at + 64] = bytes(min(64, len(data) - at))
-            case "repeat":
-                data[at:at] = data[at : at + draw(st.integers(1, 4096))]
-    return bytes(data)
+    return real_files(tmp_path_factory.mktemp("streams"), specs)
 
 
 def slices(data: bytes, sizes: list[int]) -> list[bytes]:
@@ -108,7 +76,7 @@ def test_mutated_containers_in_slices_decode_or_fail_with_decode_failed(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(
-        st.one_of(mutated(originals), mutated(originals), st.binary(max_size=4096)),
+        st.one_of(mutated(originals, KINDS), mutated(originals, KINDS), st.binary(max_size=4096)),
         st.lists(st.integers(1, 5000), min_size=1, max_size=5),
     )
     def decode_one(data: bytes, sizes: list[int]) -> None:
