@@ -168,6 +168,43 @@ def test_a_sentence_said_again_and_a_loop_cut_off_mid_phrase_are_dropped() -> No
     assert pick(words, guards.repetition_keep(words)) == sentence
 
 
+def test_a_phrase_started_over_and_cut_off_by_the_end_of_the_decode_is_dropped() -> None:
+    # tiny.en on a 4.4 s segment in a window cut to its length (dev split, talk 5)
+    phrase = [
+        "When",
+        "is",
+        "a",
+        "lobster",
+        "not",
+        "a",
+        "lobster?",
+        "When",
+        "it",
+        "is",
+        "a",
+        "crayfish.",
+    ]
+    words = [*phrase, *phrase[:-1], "cray"]
+    assert pick(words, guards.repetition_keep(words)) == phrase
+    assert pick([*words, "Yes."], guards.repetition_keep([*words, "Yes."])) == [*words, "Yes."]
+
+
+def test_a_short_phrase_said_again_at_the_end_is_kept() -> None:
+    words = [
+        "I",
+        "told",
+        "him",
+        "so",
+        "and",
+        "so",
+        "and",
+        "so",
+    ]  # "so and" twice, under a phrase's length
+    assert guards.repetition_keep(words) == list(range(len(words)))
+    words = ["go", "to", "the", "store", "and", "go", "to", "the"]
+    assert guards.repetition_keep(words) == list(range(len(words)))
+
+
 def test_a_phrase_that_merely_starts_like_the_last_one_is_kept() -> None:
     words = ["we", "went", "home", "and", "we", "went", "home", "and", "then", "we", "went", "out"]
     kept = pick(words, guards.repetition_keep(words))

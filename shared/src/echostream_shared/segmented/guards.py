@@ -147,12 +147,34 @@ def _loop_at(words: Sequence[str], i: int, config: GuardConfig) -> tuple[int, in
     return None
 
 
+def _cut_off_copy(words: Sequence[str], i: int, config: GuardConfig) -> int | None:
+    """n when ``words[i:]`` is an n-word phrase and then its first words again up to the end,
+    the last one perhaps cut short: Whisper started the phrase over and ran out of audio
+    (seen on windows cut to the clip's length)."""
+    for n in range(config.phrase_words + 1, config.max_ngram + 1):
+        copy = words[i + n :]
+        if len(copy) > n:
+            continue
+        if len(copy) < config.phrase_words:
+            return None
+        *whole, last = copy
+        phrase = words[i : i + n]
+        if list(whole) == list(phrase[: len(whole)]) and last and phrase[len(whole)].startswith(last):
+            return n
+    return None
+
+
 def repetition_keep(words: Sequence[str], config: GuardConfig = GuardConfig()) -> list[int]:
-    """Indices to keep after collapsing each loop (an n-gram repeated > max_repeats times) to one copy."""
+    """Indices to keep after collapsing each loop (an n-gram repeated > max_repeats times) to one
+    copy, and dropping a phrase's copy that the decode's end cut off."""
     normed = [norm_word(w) for w in words]
     keep: list[int] = []
     i = 0
     while i < len(normed):
+        cut_off = _cut_off_copy(normed, i, config)
+        if cut_off is not None:
+            keep.extend(range(i, i + cut_off))
+            break
         loop = _loop_at(normed, i, config)
         if loop is None:
             keep.append(i)
