@@ -189,6 +189,11 @@ def test_a_phrase_started_over_and_cut_off_by_the_end_of_the_decode_is_dropped()
     assert pick([*words, "Yes."], guards.repetition_keep([*words, "Yes."])) == [*words, "Yes."]
 
 
+def test_a_loop_that_runs_to_the_end_collapses_to_one_copy() -> None:
+    words = ["replied", "he"] * 6  # a prompted partial of dev speech, decoded alone
+    assert pick(words, guards.repetition_keep(words)) == ["replied", "he"]
+
+
 def test_a_short_phrase_said_again_at_the_end_is_kept() -> None:
     words = [
         "I",

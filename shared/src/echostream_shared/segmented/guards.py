@@ -159,7 +159,11 @@ def _cut_off_copy(words: Sequence[str], i: int, config: GuardConfig) -> int | No
             return None
         *whole, last = copy
         phrase = words[i : i + n]
-        if list(whole) == list(phrase[: len(whole)]) and last and phrase[len(whole)].startswith(last):
+        if (
+            list(whole) == list(phrase[: len(whole)])
+            and last
+            and phrase[len(whole)].startswith(last)
+        ):
             return n
     return None
 
@@ -171,11 +175,11 @@ def repetition_keep(words: Sequence[str], config: GuardConfig = GuardConfig()) -
     keep: list[int] = []
     i = 0
     while i < len(normed):
-        cut_off = _cut_off_copy(normed, i, config)
+        loop = _loop_at(normed, i, config)
+        cut_off = _cut_off_copy(normed, i, config) if loop is None else None
         if cut_off is not None:
             keep.extend(range(i, i + cut_off))
             break
-        loop = _loop_at(normed, i, config)
         if loop is None:
             keep.append(i)
             i += 1
