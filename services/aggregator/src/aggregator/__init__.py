@@ -1,1 +1,3 @@
 """aggregator"""
+
+import echostream_shared  # noqa: F401  (one BLAS thread: set before numpy loads)
