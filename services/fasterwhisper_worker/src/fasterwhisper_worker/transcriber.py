@@ -23,20 +23,17 @@ share one model with as many inter-op workers.
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass, field, replace
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads starve a shared core
+import numpy as np
+import numpy.typing as npt
+from faster_whisper import WhisperModel  # type: ignore[import-untyped]
+from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped]
+from faster_whisper.transcribe import TranscriptionOptions  # type: ignore[import-untyped]
 
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
-from faster_whisper import WhisperModel  # type: ignore[import-untyped]  # noqa: E402
-from faster_whisper.tokenizer import Tokenizer  # type: ignore[import-untyped]  # noqa: E402
-from faster_whisper.transcribe import TranscriptionOptions  # type: ignore[import-untyped]  # noqa: E402
-
-from echostream_shared.segmented import guards  # noqa: E402
-from echostream_shared.segmented.decoding import Decoded, Purpose  # noqa: E402
-from fasterwhisper_worker.batch_decode import (  # noqa: E402
+from echostream_shared.segmented import guards
+from echostream_shared.segmented.decoding import Decoded, Purpose
+from fasterwhisper_worker.batch_decode import (
     FULL_WINDOW,
     MIN_WINDOW,
     PARTIAL_MARGIN_S,
@@ -46,8 +43,8 @@ from fasterwhisper_worker.batch_decode import (  # noqa: E402
     Raw,
     encoder_window,
 )
-from fasterwhisper_worker.model_dir import ModelDir, ModelDirError  # noqa: E402
-from fasterwhisper_worker.scheduler import BatchScheduler, SchedulerClosedError  # noqa: E402
+from fasterwhisper_worker.model_dir import ModelDir, ModelDirError
+from fasterwhisper_worker.scheduler import BatchScheduler, SchedulerClosedError
 
 __all__ = ["FULL_WINDOW", "MIN_WINDOW", "FasterWhisperConfig", "FasterWhisperTranscriber"]
 __all__ += ["encoder_window", "load_model"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -27,19 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# whisper.cpp's OpenMP threads spin while they wait. When another process holds one of the two
-# cores, a 2-thread decode then waits a scheduler slice at every barrier: 25 s instead of 2 s for
-# 11 s of audio (measured). Passive waiting avoids that; libgomp reads this once, when it loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import _pywhispercpp as pw  # type: ignore[import-not-found]
+import numpy as np
+import numpy.typing as npt
+from pywhispercpp.model import Model
 
-import _pywhispercpp as pw  # type: ignore[import-not-found]  # noqa: E402
-import numpy as np  # noqa: E402
-import numpy.typing as npt  # noqa: E402
-from pywhispercpp.model import Model  # noqa: E402
-
-from echostream_shared.segmented import guards  # noqa: E402
-from echostream_shared.segmented.decoding import Decoded, DecodedWord, Purpose  # noqa: E402
-from whisper_worker.model_file import ModelInfo, validate_model_file  # noqa: E402
+from echostream_shared.segmented import guards
+from echostream_shared.segmented.decoding import Decoded, DecodedWord, Purpose
+from whisper_worker.model_file import ModelInfo, validate_model_file
 
 SAMPLE_RATE = 16_000
 FULL_AUDIO_CTX = 1500  # encoder frames in Whisper's 30 s window
