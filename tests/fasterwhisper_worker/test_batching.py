@@ -146,7 +146,7 @@ async def test_clips_without_speech_do_not_disturb_the_batch(
 
 
 async def test_two_idle_decoders_share_concurrent_calls(calls: list[Call]) -> None:
-    t = transcriber(decoders=2)
+    t = transcriber(decoders=2, batch_gather_s=0.5)  # 0.5 s: see `batched`; CI once saw 3 batches
     try:
         alone = [await decode(t, call) for call in calls]
         before = t.batches
