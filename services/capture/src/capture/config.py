@@ -42,7 +42,14 @@ class CaptureSettings(ServiceSettings):
     vad_pre_roll_ms: int = Field(default=300, ge=0, le=2000)
     vad_post_roll_ms: int = Field(default=200, ge=0, le=2000)
     vad_min_speech_ms: int = Field(default=64, ge=32, le=2000)
-    vad_min_silence_ms: int = Field(default=500, ge=32, le=5000)
+    vad_min_silence_ms: int = Field(
+        default=1000,
+        ge=32,
+        le=5000,
+        description="silence that ends a speech segment (native, EchoPanel, uploads; the OpenAI "
+        "and Deepgram endpoints use 500 as their services do): shorter cuts sentences at inner "
+        "pauses, and each part decodes worse",
+    )
     max_connections: int = Field(default=500, ge=1, description="open WebSockets per process")
     max_message_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_session_s: float = Field(default=4 * 3600.0, gt=0, description="audio per source")

@@ -8,7 +8,7 @@ import abc
 import asyncio
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
 import structlog
@@ -25,6 +25,7 @@ from capture.outbox import Outbox
 from capture.relay import TranscriptEvent, TranscriptRelay
 from capture.session import Session
 from capture.vad import Boundary
+from echostream_shared import messages as m
 from echostream_shared.logging import get_logger
 
 log = get_logger("connection")
@@ -156,6 +157,11 @@ class LiveConnection(abc.ABC):
     async def on_open(self) -> None:  # noqa: B027 - optional hook
         """Called once the client is admitted, before the first message is read."""
 
+    def vad_silence_ms(self) -> int | None:
+        """Silence that ends speech in the session this connection opens; None: capture's
+        ``VAD_MIN_SILENCE_MS``."""
+        return None
+
     @abc.abstractmethod
     async def on_text(self, message: dict[str, Any]) -> bool:
         """Handle a JSON message with a string ``type``; True when the client ends the session."""
@@ -284,9 +290,13 @@ class LiveConnection(abc.ABC):
 
     async def open_session(self, engine: str, metadata: dict[str, str]) -> Session:
         """Publish the session and start relaying ``engine``'s transcripts."""
+        ingest = self.hub.ingest
+        if (silence_ms := self.vad_silence_ms()) is not None:
+            vad = replace(ingest.vad, min_silence=silence_ms * m.SAMPLE_RATE // 1000)
+            ingest = replace(ingest, vad=vad)
         session = Session(
             self.hub.bus,
-            self.hub.ingest,
+            ingest,
             client=self.protocol,
             engines=self.hub.settings.engines,
             metadata=metadata,

@@ -65,6 +65,7 @@ from echostream_shared.logging import get_logger
 log = get_logger("deepgram")
 
 RATE = m.SAMPLE_RATE
+VAD_SILENCE_MS = 500  # what ``endpointing`` can ask for at the least (docs/clients-deepgram.md)
 IDLE_TIMEOUT_S = 10.0
 """Deepgram closes a stream that sent neither audio nor a text message for this long (NET-0001)."""
 IDLE_CLOSE_CODE = 1011
@@ -154,6 +155,10 @@ class DeepgramLive(LiveConnection):
         session = await self.open_session(self.engine, metadata)
         self.request_id = session.session_id
         self._touch()
+
+    def vad_silence_ms(self) -> int:
+        """Deepgram's clients are mostly voice agents, which wait for the end of speech."""
+        return VAD_SILENCE_MS
 
     async def on_text(self, message: dict[str, Any]) -> bool:
         self._touch()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
@@ -28,6 +29,7 @@ from capture.openai_realtime_events import (
     Clear,
     Commit,
     Dialect,
+    ServerVad,
     SessionConfig,
     SessionUpdate,
     TranscriptionSessionUpdate,
@@ -49,6 +51,8 @@ log = get_logger("openai_realtime")
 SOURCE = "default"
 RATE = m.SAMPLE_RATE
 MIN_COMMIT_MS = 100
+SILENCE_MS = 500  # OpenAI's server VAD default: its clients are mostly voice agents
+MIN_SILENCE_MS = 32  # one VAD window
 COMPLETION_GRACE_S = 10.0
 """An ended item with no final after this (plus the workers' lag) completes with what it has."""
 BETA_HEADER = "realtime=v1"
@@ -102,9 +106,7 @@ class OpenAIRealtimeConnection(LiveConnection):
         self.model = ws.query_params.get("model") or None
         self.items = Items(self.dialect)
         settings = hub.settings
-        self.vad = VadSettings(
-            settings.vad_threshold, settings.vad_pre_roll_ms, settings.vad_min_silence_ms
-        )
+        self.vad = VadSettings(settings.vad_threshold, settings.vad_pre_roll_ms, SILENCE_MS)
         self._event_id: str | None = None  # of the client event being handled
         self._frames = 0  # whole frames appended so far, at the client's rate
         self._carry: FrameCarry | None = None  # a sample split between appends
@@ -211,11 +213,19 @@ class OpenAIRealtimeConnection(LiveConnection):
             )
         was_manual = self.config.manual
         self.config = config
+        vad = config.turn_detection
+        if self.session is None and isinstance(vad, ServerVad):
+            # the detector is made with the session: a later change is reported as not applied
+            silence_ms = max(vad.silence_duration_ms or SILENCE_MS, MIN_SILENCE_MS)
+            self.vad = replace(self.vad, silence_duration_ms=silence_ms)
         self.items.logprobs = config.logprobs
         if self.session is not None and config.manual != was_manual:
             await self.set_segmentation(SOURCE, "manual" if config.manual else "vad")
         reply = "session.updated" if dialect == "ga" else "transcription_session.updated"
         self._send({"type": reply, "session": self._session_object(dialect)})
+
+    def vad_silence_ms(self) -> int:
+        return self.vad.silence_duration_ms
 
     async def _append(self, append: Append) -> None:
         try:
