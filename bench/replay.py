@@ -191,7 +191,8 @@ def displays(emitted: list[Emitted]) -> list[str]:
             partials[update.segment_start] = update
         else:
             continue
-        visible = sorted([*finals.values(), *partials.values()], key=lambda u: u.segment_start)
+        visible: list[FinalUpdate | PartialUpdate] = [*finals.values(), *partials.values()]
+        visible.sort(key=lambda u: u.segment_start)
         shown.append(" ".join(u.text for u in visible if u.text))
     return shown
 
