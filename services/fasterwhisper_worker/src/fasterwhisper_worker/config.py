@@ -52,7 +52,7 @@ class FasterWhisperWorkerSettings(SegmentedWorkerSettings):
         default=1, ge=1, le=10, description="finals' beam; 1 is greedy, as whisper.cpp's worker"
     )
     final_margin_s: float = Field(
-        default=10.24,
+        default=2.56,
         ge=0,
         le=30,
         description="silence a final's encoder window holds beyond its audio; 0: Whisper's "

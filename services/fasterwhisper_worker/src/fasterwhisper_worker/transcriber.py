@@ -60,7 +60,7 @@ class FasterWhisperConfig:
     decoders: int = 2  # batches decoded at once
     language: str = "en"
     beam_size: int = 1
-    final_margin_s: float = 10.24  # 0: Whisper's full 30 s window
+    final_margin_s: float = 2.56  # 0: Whisper's full 30 s window
     temperature_fallback: bool = False
     batch_max: int = 16  # clips per batch
     batch_gather_s: float = 0.005  # an idle decoder waits this long for concurrent clips
