@@ -144,12 +144,17 @@ def segment_records(result: StreamResult) -> list[SegmentRecord]:
 
 
 def displayed_transcripts(result: StreamResult) -> list[str]:
-    """What a client shows after each event: every final so far and the newest partial of each
-    segment not yet final, in audio order."""
+    """What a client shows after each event of ``result``, in arrival order (``displays``)."""
+    return displays(sorted(result.emissions, key=lambda e: e.emitted_at))
+
+
+def displays(emissions: Iterable[Emission]) -> list[str]:
+    """What a client shows after each of ``emissions`` (in arrival order): every final so far and
+    the newest partial of each segment not yet final, in audio order."""
     finals: dict[str, Emission] = {}
     partials: dict[str, Emission] = {}
     shown = []
-    for event in sorted(result.emissions, key=lambda e: e.emitted_at):
+    for event in emissions:
         if event.kind == "final":
             finals[event.segment_id] = event
             partials.pop(event.segment_id, None)

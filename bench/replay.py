@@ -29,7 +29,9 @@ from speech_corpus import load_items, wer
 from worker_process import MODEL
 
 from bench.audio import Pcm, Session, Span, session, talks_from_items
+from bench.metrics import displays
 from bench.stability import retraction
+from bench.system import Emission
 from capture.config import CaptureSettings
 from capture.hub import ingest_config
 from capture.vad import SpeechDetector, VadConfig
@@ -176,25 +178,19 @@ def latencies(emitted: list[Emitted], spans: list[Span]) -> dict[str, object]:
     }
 
 
-def displays(emitted: list[Emitted]) -> list[str]:
-    """What a client shows after each update, as ``metrics.displayed_transcripts`` builds it (a
-    segment is known by its start here)."""
-    finals: dict[int, FinalUpdate] = {}
-    partials: dict[int, PartialUpdate] = {}
-    shown = []
+def emissions(emitted: list[Emitted]) -> list[Emission]:
+    """The updates as the system would publish them (a segment's id is made from its start)."""
+    out = []
     for e in emitted:
-        update = e.update
-        if isinstance(update, FinalUpdate):
-            finals[update.segment_start] = update
-            partials.pop(update.segment_start, None)
-        elif isinstance(update, PartialUpdate) and update.segment_start not in finals:
-            partials[update.segment_start] = update
-        else:
-            continue
-        visible: list[FinalUpdate | PartialUpdate] = [*finals.values(), *partials.values()]
-        visible.sort(key=lambda u: u.segment_start)
-        shown.append(" ".join(u.text for u in visible if u.text))
-    return shown
+        u = e.update
+        kind: Literal["partial", "final"] = "final" if isinstance(u, FinalUpdate) else "partial"
+        revision = u.revision if isinstance(u, PartialUpdate) else 0
+        out.append(
+            Emission(
+                kind, str(u.segment_start), u.segment_start, u.segment_end, u.text, e.at, revision
+            )
+        )
+    return out
 
 
 def talk_texts(talk: Session, emitted: list[Emitted]) -> list[str]:
@@ -292,7 +288,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         },
         # the session as one text: a final is filed under the talk it starts in, so per talk a
         # segment that runs over a talk's end would count its words as lost there and added here
-        "retracted_share": retraction(displays(emitted))["retracted_share"],
+        "retracted_share": retraction(displays(emissions(emitted)))["retracted_share"],
         "stream_wer": round(100 * wer(" ".join(refs), " ".join(stream_texts)), 2),
         "offline_wer": round(100 * wer(" ".join(refs), " ".join(off_texts)), 2),
         "stream_cpu_per_audio_s": round(stream_cpu / talk.duration_s, 4),
