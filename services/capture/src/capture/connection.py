@@ -30,6 +30,10 @@ from echostream_shared.logging import get_logger
 
 log = get_logger("connection")
 
+VOICE_AGENT_SILENCE_MS = 500
+"""Silence that ends speech on the OpenAI and Deepgram endpoints, OpenAI's server VAD default:
+their clients are mostly voice agents, which wait for it."""
+
 TICK_S = 1.0
 SERVICE_RESTART = 1012
 CLOSE_DRAIN_S = 2.0

@@ -21,7 +21,14 @@ from starlette.websockets import WebSocket
 
 from capture.audio import AudioFormat
 from capture.auth import authorized
-from capture.connection import CLOSE_DRAIN_S, Fatal, LiveConnection, Rejected, admit
+from capture.connection import (
+    CLOSE_DRAIN_S,
+    VOICE_AGENT_SILENCE_MS,
+    Fatal,
+    LiveConnection,
+    Rejected,
+    admit,
+)
 from capture.deepgram_events import (
     CONTROL_MESSAGE,
     CONTROL_TYPES,
@@ -65,7 +72,6 @@ from echostream_shared.logging import get_logger
 log = get_logger("deepgram")
 
 RATE = m.SAMPLE_RATE
-VAD_SILENCE_MS = 500  # what ``endpointing`` can ask for at the least (docs/clients-deepgram.md)
 IDLE_TIMEOUT_S = 10.0
 """Deepgram closes a stream that sent neither audio nor a text message for this long (NET-0001)."""
 IDLE_CLOSE_CODE = 1011
@@ -157,8 +163,8 @@ class DeepgramLive(LiveConnection):
         self._touch()
 
     def vad_silence_ms(self) -> int:
-        """Deepgram's clients are mostly voice agents, which wait for the end of speech."""
-        return VAD_SILENCE_MS
+        """The least ``endpointing`` can ask for (docs/clients-deepgram.md)."""
+        return VOICE_AGENT_SILENCE_MS
 
     async def on_text(self, message: dict[str, Any]) -> bool:
         self._touch()

@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 from starlette.websockets import WebSocket
 
-from capture.connection import Fatal, LiveConnection, Refusal, Rejected, admit
+from capture.connection import (
+    VOICE_AGENT_SILENCE_MS,
+    Fatal,
+    LiveConnection,
+    Refusal,
+    Rejected,
+    admit,
+)
 from capture.frame_carry import FrameCarry
 from capture.hub import Hub
 from capture.limits import format_problem
@@ -42,6 +49,7 @@ from capture.openai_realtime_events import (
 from capture.openai_realtime_items import Event, Items
 from capture.openai_transcription_formats import ENGINE_FAILED
 from capture.relay import TranscriptEvent
+from capture.silero import WINDOW
 from capture.vad import Boundary
 from echostream_shared import messages as m
 from echostream_shared.logging import get_logger
@@ -51,8 +59,7 @@ log = get_logger("openai_realtime")
 SOURCE = "default"
 RATE = m.SAMPLE_RATE
 MIN_COMMIT_MS = 100
-SILENCE_MS = 500  # OpenAI's server VAD default: its clients are mostly voice agents
-MIN_SILENCE_MS = 32  # one VAD window
+MIN_SILENCE_MS = WINDOW * 1000 // RATE  # one VAD window
 COMPLETION_GRACE_S = 10.0
 """An ended item with no final after this (plus the workers' lag) completes with what it has."""
 BETA_HEADER = "realtime=v1"
@@ -106,7 +113,9 @@ class OpenAIRealtimeConnection(LiveConnection):
         self.model = ws.query_params.get("model") or None
         self.items = Items(self.dialect)
         settings = hub.settings
-        self.vad = VadSettings(settings.vad_threshold, settings.vad_pre_roll_ms, SILENCE_MS)
+        self.vad = VadSettings(
+            settings.vad_threshold, settings.vad_pre_roll_ms, VOICE_AGENT_SILENCE_MS
+        )
         self._event_id: str | None = None  # of the client event being handled
         self._frames = 0  # whole frames appended so far, at the client's rate
         self._carry: FrameCarry | None = None  # a sample split between appends
@@ -216,7 +225,7 @@ class OpenAIRealtimeConnection(LiveConnection):
         vad = config.turn_detection
         if self.session is None and isinstance(vad, ServerVad):
             # the detector is made with the session: a later change is reported as not applied
-            silence_ms = max(vad.silence_duration_ms or SILENCE_MS, MIN_SILENCE_MS)
+            silence_ms = max(vad.silence_duration_ms or VOICE_AGENT_SILENCE_MS, MIN_SILENCE_MS)
             self.vad = replace(self.vad, silence_duration_ms=silence_ms)
         self.items.logprobs = config.logprobs
         if self.session is not None and config.manual != was_manual:
