@@ -325,7 +325,7 @@ async def test_checkpoint_round_trip_inside_speech() -> None:
     full = await simulate(SegmentedStream(FakeTranscriber()), pcm, [(0, len(pcm))])
     mid = full.checkpoints[0]
     assert mid.in_speech and mid.segment_start == mid.done == full.finals[0].segment_end
-    assert mid.tail == full.finals[0].words[-8:]
+    assert mid.tail == full.finals[0].words[-SegmentPolicy().tail_words :]
 
 
 async def test_partials_respect_the_cpu_budget() -> None:
@@ -424,6 +424,61 @@ async def test_boundary_duplicates_are_dropped_from_the_next_final() -> None:
     pcm, words = scripted_speech(60)
     run = await simulate(SegmentedStream(Echo()), pcm, [(0, len(pcm))])
     assert words_of(run) == words
+
+
+async def test_finals_are_prompted_with_the_words_of_the_finals_before_them() -> None:
+    pcm, _ = scripted_speech(60, seed=6)
+    spans = [(0, int(9.0 * SR)), (int(10.0 * SR), int(17.0 * SR)), (int(18.0 * SR), len(pcm))]
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        pcm[end:start] = 0
+    config = SegmentPolicy(final_prompt_words=5)
+    fake = FakeTranscriber()
+    full = await simulate(SegmentedStream(fake, config), pcm, spans)
+    assert len(full.finals) == 3
+    prompts = [prompt for purpose, _, prompt in fake.calls if purpose == "final"]
+    said = [w.text for f in full.finals for w in f.words]
+    heard_before = [
+        len(full.finals[0].words),
+        len(full.finals[0].words) + len(full.finals[1].words),
+    ]
+    assert prompts == [None, *(" ".join(said[:n][-5:]) for n in heard_before)]
+    # a successor resumed from a checkpoint prompts its finals with the same words
+    resumed_fake = FakeTranscriber()
+    stream = SegmentedStream(resumed_fake, config, resume=full.checkpoints[0])
+    await simulate(stream, pcm, spans, start=full.checkpoints[0].done)
+    assert [p for purpose, _, p in resumed_fake.calls if purpose == "final"] == prompts[1:]
+
+
+async def test_partials_show_only_words_two_decodes_agree_on() -> None:
+    @dataclass
+    class Unsure(FakeTranscriber):
+        """Every partial decode ends with a word no other decode hears."""
+
+        async def transcribe(
+            self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
+        ) -> Decoded:
+            decoded = await super().transcribe(audio, purpose=purpose, prompt=prompt)
+            if purpose == "final" or not decoded.words:
+                return decoded
+            guess = DecodedWord(f"guess{len(self.calls)}", decoded.audio_s, decoded.audio_s, 0.3)
+            return replace(decoded, words=(*decoded.words, guess))
+
+    pcm, words = scripted_speech(30)
+    run = await simulate(
+        SegmentedStream(Unsure(partial_cpu_s=0.001)), pcm, [(0, len(pcm))], onset_delay_s=0.0
+    )
+    assert_well_formed(run)
+    assert words_of(run) == words
+    assert len(run.partials) >= 5
+    first, *later = run.partials
+    assert "guess" in first.text, "a segment's first text shows the whole first decode"
+    shown: list[str] = []
+    for partial in later:
+        texts = partial.text.split()
+        assert not any(t.startswith("guess") for t in texts), partial.text
+        assert texts[: len(shown)] == shown, "a word stays shown until a decode contradicts it"
+        shown = texts
+    assert len(shown) >= len(words) // 2, "the agreed words keep up with the speech"
 
 
 async def test_settled_words_are_published_before_their_segment_ends() -> None:

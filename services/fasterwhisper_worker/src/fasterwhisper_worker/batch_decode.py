@@ -6,8 +6,8 @@ first, then finals, then the other partials (``Clip.rank``), each in rounds: eve
 the same size (partials: of similar size, padded to the largest) form a group. Each window is
 encoded alone (a batched ``encode`` measured 1.0-1.9x the CPU of lone ones on this CPU), the
 encoder outputs of a group are stacked, and the group runs one ``generate`` per prompt length
-(CTranslate2 requires the start token at one position in a batch; finals carry no prompt, so they
-share one) and one ``align``. faster-whisper's own code finishes each clip alone: its prompt, its
+(CTranslate2 requires the start token at one position in a batch; prompts are cut to their last
+``PROMPT_TOKENS``, so most finals share one) and one ``align``. faster-whisper's own code finishes each clip alone: its prompt, its
 word timing post-processing, its no-speech rule.
 
 Per-clip semantics a shared ``generate`` cannot give are restored per clip, after the batch:
@@ -59,6 +59,9 @@ FINAL_TOKENS_PER_S = 10.0  # timestamps and punctuation are tokens too
 MAX_WINDOWS = 3  # a clip is at most 28 s: one window, and a second for what Whisper left over
 MIN_REST_S = 1.0  # audio after the last word worth another window
 FIRST_TEXT_MAX_S = 1.6  # a segment's first partial try (~1 s with the pad) and its retries
+# a prompt's last tokens only: clips whose prompts have one length share a generate, and finals
+# prompted with the words before them mostly reach this length
+PROMPT_TOKENS = 16
 MAX_SAMPLED_TOKENS = 224  # Whisper samples at most half its 448-token context per window
 # A window joins a group when padded by at most this share. Padding changes a decode a little,
 # and finals must decode as they do alone; partials' windows (5.12-6.4 s) then share one group.
@@ -245,7 +248,7 @@ class BatchDecoder:
         cpu0 = self._cpu.start()
         features = self._model.feature_extractor(clip.samples)
         prompt = clip.prompt.strip() if clip.prompt else ""
-        previous = self._tokenizer.encode(" " + prompt) if prompt else []
+        previous = self._tokenizer.encode(" " + prompt)[-PROMPT_TOKENS:] if prompt else []
         state = _Clip(index, clip, features, previous)
         state.cpu_s = self._cpu.stop(cpu0)
         return state

@@ -86,6 +86,9 @@ class SegmentPolicy:
     cut_search_s: float = 6.0  # a forced cut takes the widest word gap in this last stretch...
     cut_margin_s: float = 1.0  # ...but not in the final second, whose words may be truncated
     tail_words: int = 8
+    # a final is decoded with this many words of the finals before it as Whisper's prompt (the
+    # text an offline decode conditions on); 0: no prompt
+    final_prompt_words: int = 0
     dedup_max_gap_s: float = 1.0  # head words this close to the previous final may repeat it
     idle_keep_s: float = 2.0  # audio kept outside speech, for a boundary that lies in the past
     # CPU-s of a partial ~ a + b * audio seconds (whisper.cpp tiny.en, one thread, 2 cores); each
@@ -200,7 +203,7 @@ class SegmentedStream:
     def state(self) -> SegmenterState:
         seg = self._seg_start if self._speaking else None
         if self._speaking and self._committed:  # a successor carries on after them
-            tail = tuple([*self._tail, *self._committed][-self.config.tail_words :])
+            tail = tuple([*self._tail, *self._committed][-self._tail_length :])
             return SegmenterState(
                 self._done, self._in_speech, seg, self._events_seen, tail, True, self._commit_end
             )
@@ -209,6 +212,10 @@ class SegmentedStream:
         )
 
     # -- finals --------------------------------------------------------------------------------
+
+    @property
+    def _tail_length(self) -> int:
+        return max(self.config.tail_words, self.config.final_prompt_words)
 
     @property
     def _speaking(self) -> bool:
@@ -225,7 +232,9 @@ class SegmentedStream:
         max_len = _samples(self.config.max_segment_s)
         while self._speaking and until - self._seg_start > max_len:
             window_end = self._seg_start + max_len
-            decoded, origin = await self._decode(self._seg_start, window_end, "final")
+            decoded, origin = await self._decode(
+                self._seg_start, window_end, "final", self._final_prompt()
+            )
             words = self._words(decoded, origin, self._seg_start, window_end)
             cut = self._cut_point(words, window_end)
             kept = [replace(w, end=min(w.end, cut)) for w in words if (w.start + w.end) // 2 < cut]
@@ -240,7 +249,7 @@ class SegmentedStream:
         if end - self._seg_start < _samples(self.config.min_segment_s):
             updates += self._finalize(max(end, self._seg_start), [], None)
             return updates
-        decoded, origin = await self._decode(self._seg_start, end, "final")
+        decoded, origin = await self._decode(self._seg_start, end, "final", self._final_prompt())
         updates += self._finalize(end, self._words(decoded, origin, self._seg_start, end), decoded)
         return updates
 
@@ -256,7 +265,7 @@ class SegmentedStream:
         self._seg_start = end
         self._partial = _PartialState(last_end=end)
         if published:
-            self._tail = tuple([*self._tail, *published][-self.config.tail_words :])
+            self._tail = tuple([*self._tail, *published][-self._tail_length :])
         if decoded is not None:
             self._language = decoded.language
         if not text and shown == 0:
@@ -264,6 +273,10 @@ class SegmentedStream:
         known = [w.probability for w in words if w.probability is not None]
         confidence = float(np.mean(known)) if known else None
         return [FinalUpdate(start, end, text, tuple(words), confidence, self._language)]
+
+    def _final_prompt(self) -> str | None:
+        count = self.config.final_prompt_words
+        return " ".join(w.text for w in self._tail[-count:]) or None if count else None
 
     def _dedup(self, words: list[TimedWord]) -> list[TimedWord]:
         """After a forced cut, drop head words that repeat the previous final's tail.
@@ -335,7 +348,10 @@ class SegmentedStream:
         state.confirmed = agreed if state.confirmed >= len(frozen) else state.confirmed
         covered = start <= (frozen[-1].end if frozen else self._seg_start)
         commits = self._commit_settled(previous, state.hypothesis, now) if covered else []
-        shown = self._unpublished(state.hypothesis, self._open_from)
+        shown = self._settled(
+            self._unpublished(state.hypothesis, self._open_from),
+            self._unpublished(previous, self._open_from),
+        )
         text = " ".join(w.text for w in shown)
         if not text or text == state.text:
             return commits
@@ -343,6 +359,18 @@ class SegmentedStream:
         state.text = text
         revision = state.revision - state.shown_before
         return [*commits, PartialUpdate(self._open_from, now, revision, text)]
+
+    def _settled(self, current: list[TimedWord], previous: list[TimedWord]) -> list[TimedWord]:
+        """The words of ``current`` a partial shows: a segment's first text whole (up to a word
+        heard only in part), later only the words two decodes agree on or that are shown already
+        and the decode still holds, so a shown word is taken back only when a decode contradicts
+        it (a whole new hypothesis every partial made clients show words that the next dropped)."""
+        texts = [w.text for w in current]
+        if self._partial.revision == 0:
+            return current[: cut_short(texts)]
+        agreed = agreed_length(texts, [w.text for w in previous])
+        kept = agreed_length(texts, self._partial.text.split())
+        return current[: min(max(agreed, kept), cut_short(texts))]
 
     def _commit_settled(
         self, previous: list[TimedWord], current: list[TimedWord], now: int

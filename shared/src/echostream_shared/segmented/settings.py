@@ -39,6 +39,14 @@ class SegmentedWorkerSettings(WorkerSettings):
         "(unset: words wait for their segment's final)",
     )
 
+    final_prompt_words: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="a final is decoded with this many words of the finals before it as "
+        "Whisper's prompt, the text an offline decode conditions on (0: no prompt)",
+    )
+
     def segment_policy(self) -> SegmentPolicy:
         """The streaming policy: partials stop at half the lag at which the worker degrades."""
         return SegmentPolicy(
@@ -48,4 +56,5 @@ class SegmentedWorkerSettings(WorkerSettings):
             partial_cpu_per_audio_s=self.partial_cpu_per_audio_s,
             max_lag_for_partials_s=self.degrade_lag_s / 2,
             commit_after_s=self.commit_after_s,
+            final_prompt_words=self.final_prompt_words,
         )
