@@ -276,7 +276,9 @@ class SegmentedStream:
 
     def _final_prompt(self) -> str | None:
         count = self.config.final_prompt_words
-        return " ".join(w.text for w in self._tail[-count:]) or None if count else None
+        if count == 0:
+            return None
+        return " ".join(w.text for w in self._tail[-count:]) or None
 
     def _dedup(self, words: list[TimedWord]) -> list[TimedWord]:
         """After a forced cut, drop head words that repeat the previous final's tail.
