@@ -171,9 +171,14 @@ class FakeTranscriber:
         ]
         cpu = self.partial_cpu_s if purpose == "partial" else self.final_cpu_s
         text = " ".join(w.text for w in words)
-        return Decoded(
+        decoded = Decoded(
             text, tuple(words), "en", 1.0 if words else None, cpu, cpu, len(audio) / SR, 0, purpose
         )
+        return self.revise(decoded)
+
+    def revise(self, decoded: Decoded) -> Decoded:
+        """What a variant makes of the exact decode (``calls`` already holds this one)."""
+        return decoded
 
 
 def scripted_speech(
@@ -357,12 +362,9 @@ async def test_a_first_partial_that_shows_nothing_is_retried_soon() -> None:
     class SlowToHear(FakeTranscriber):
         """Hears nothing in the first partial try of the stream."""
 
-        async def transcribe(
-            self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
-        ) -> Decoded:
+        def revise(self, decoded: Decoded) -> Decoded:
             tries = sum(1 for c in self.calls if c[0] == "partial")
-            decoded = await super().transcribe(audio, purpose=purpose, prompt=prompt)
-            if purpose == "partial" and tries == 0:
+            if decoded.purpose == "partial" and tries == 1:
                 return replace(decoded, text="", words=())
             return decoded
 
@@ -411,11 +413,8 @@ async def test_boundary_duplicates_are_dropped_from_the_next_final() -> None:
     class Echo(FakeTranscriber):
         """Re-hears the previous final's last word at the start of the next segment."""
 
-        async def transcribe(
-            self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
-        ) -> Decoded:
-            decoded = await super().transcribe(audio, purpose=purpose, prompt=prompt)
-            if purpose == "final" and decoded.words and decoded.words[0].text != "w1":
+        def revise(self, decoded: Decoded) -> Decoded:
+            if decoded.purpose == "final" and decoded.words and decoded.words[0].text != "w1":
                 n = int(decoded.words[0].text[1:]) - 1
                 echo = DecodedWord(f"w{n}", 0.0, 0.01, 0.5)
                 return replace(decoded, words=(echo, *decoded.words))
@@ -454,11 +453,8 @@ async def test_partials_show_only_words_two_decodes_agree_on() -> None:
     class Unsure(FakeTranscriber):
         """Every partial decode ends with a word no other decode hears."""
 
-        async def transcribe(
-            self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
-        ) -> Decoded:
-            decoded = await super().transcribe(audio, purpose=purpose, prompt=prompt)
-            if purpose == "final" or not decoded.words:
+        def revise(self, decoded: Decoded) -> Decoded:
+            if decoded.purpose == "final" or not decoded.words:
                 return decoded
             guess = DecodedWord(f"guess{len(self.calls)}", decoded.audio_s, decoded.audio_s, 0.3)
             return replace(decoded, words=(*decoded.words, guess))
@@ -516,10 +512,7 @@ async def test_a_word_reheard_after_a_forced_cut_is_not_published_twice() -> Non
     class Echo(FakeTranscriber):
         """Every decode that starts after w1 re-hears the word before it, at its very start."""
 
-        async def transcribe(
-            self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
-        ) -> Decoded:
-            decoded = await super().transcribe(audio, purpose=purpose, prompt=prompt)
+        def revise(self, decoded: Decoded) -> Decoded:
             if decoded.words and decoded.words[0].text != "w1":
                 n = int(decoded.words[0].text[1:]) - 1
                 echo = DecodedWord(f"w{n}", 0.0, 0.01, 0.5)

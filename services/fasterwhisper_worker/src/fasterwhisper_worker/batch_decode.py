@@ -7,8 +7,8 @@ the same size (partials: of similar size, padded to the largest) form a group. E
 encoded alone (a batched ``encode`` measured 1.0-1.9x the CPU of lone ones on this CPU), the
 encoder outputs of a group are stacked, and the group runs one ``generate`` per prompt length
 (CTranslate2 requires the start token at one position in a batch; prompts are cut to their last
-``PROMPT_TOKENS``, so most finals share one) and one ``align``. faster-whisper's own code finishes each clip alone: its prompt, its
-word timing post-processing, its no-speech rule.
+``PROMPT_TOKENS``, so most finals share one) and one ``align``. faster-whisper's own code
+finishes each clip alone: its prompt, its word timing post-processing, its no-speech rule.
 
 Per-clip semantics a shared ``generate`` cannot give are restored per clip, after the batch:
 

@@ -53,7 +53,7 @@ class SegmenterState:
     in_speech: bool
     segment_start: int | None  # start of the open segment, if any
     events_seen: bool  # False: no VAD events so far, the stream is segmented by length alone
-    tail: tuple[TimedWord, ...]  # last words of the previous final, for boundary dedup
+    tail: tuple[TimedWord, ...]  # last words of the finals: boundary dedup, and finals' prompt
     after_cut: bool = False  # the previous final was a forced cut inside speech
     committed_end: int | None = None  # the open segment's words are published up to here
 
