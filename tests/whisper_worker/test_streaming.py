@@ -477,6 +477,32 @@ async def test_partials_show_only_words_two_decodes_agree_on() -> None:
     assert len(shown) >= len(words) // 2, "the agreed words keep up with the speech"
 
 
+async def test_a_partial_that_hears_less_takes_no_shown_word_back() -> None:
+    @dataclass
+    class Hesitant(FakeTranscriber):
+        """Every third partial decode hears only its first word (a noise masked the rest)."""
+
+        def revise(self, decoded: Decoded) -> Decoded:
+            if decoded.purpose == "final" or len(self.calls) % 3:
+                return decoded
+            return replace(decoded, words=decoded.words[:1])
+
+    pcm, words = scripted_speech(30)
+    run = await simulate(
+        SegmentedStream(Hesitant(partial_cpu_s=0.001)), pcm, [(0, len(pcm))], onset_delay_s=0.0
+    )
+    assert_well_formed(run)
+    assert words_of(run) == words
+    assert len(run.partials) >= 5
+    shown: list[str] = []
+    for partial in run.partials:
+        texts = partial.text.split()
+        assert texts[: len(shown)] == shown, "a shorter decode leaves the shown words shown"
+        assert len(texts) > len(shown), "a partial is published only when it shows more"
+        shown = texts
+    assert len(shown) >= len(words) // 2, "the agreed words keep up with the speech"
+
+
 async def test_settled_words_are_published_before_their_segment_ends() -> None:
     pcm, words = scripted_speech(40)  # about 20 s of uninterrupted "speech"
     config = SegmentPolicy(commit_after_s=1.0)

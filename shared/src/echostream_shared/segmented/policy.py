@@ -350,11 +350,10 @@ class SegmentedStream:
         state.confirmed = agreed if state.confirmed >= len(frozen) else state.confirmed
         covered = start <= (frozen[-1].end if frozen else self._seg_start)
         commits = self._commit_settled(previous, state.hypothesis, now) if covered else []
-        shown = self._settled(
+        text = self._settled(
             self._unpublished(state.hypothesis, self._open_from),
             self._unpublished(previous, self._open_from),
         )
-        text = " ".join(w.text for w in shown)
         if not text or text == state.text:
             return commits
         state.revision += 1
@@ -362,17 +361,24 @@ class SegmentedStream:
         revision = state.revision - state.shown_before
         return [*commits, PartialUpdate(self._open_from, now, revision, text)]
 
-    def _settled(self, current: list[TimedWord], previous: list[TimedWord]) -> list[TimedWord]:
-        """The words of ``current`` a partial shows: a segment's first text whole (up to a word
-        heard only in part), later only the words two decodes agree on or that are shown already
-        and the decode still holds, so a shown word is taken back only when a decode contradicts
-        it (a whole new hypothesis every partial made clients show words that the next dropped)."""
+    def _settled(self, current: list[TimedWord], previous: list[TimedWord]) -> str:
+        """What a partial shows of ``current``: a segment's first text whole (up to a word heard
+        only in part); later, the words shown already that ``current`` still holds, extended by
+        words two decodes agree on. Shown words are taken back only when two decodes agree on
+        something else: a decode that merely stops earlier (its window cut a word, or it did not
+        hear the last one yet) leaves the text as it is, for the next decode or the final to
+        settle (a whole new hypothesis every partial made clients show words that the next
+        dropped, and a shorter one made them drop words that the next showed again)."""
         texts = [w.text for w in current]
         if self._partial.revision == 0:
-            return current[: cut_short(texts)]
+            return " ".join(texts[: cut_short(texts)])
+        shown = self._partial.text.split()
         agreed = agreed_length(texts, [w.text for w in previous])
-        kept = agreed_length(texts, self._partial.text.split())
-        return current[: min(max(agreed, kept), cut_short(texts))]
+        kept = agreed_length(texts, shown)
+        settled = min(max(agreed, kept), cut_short(texts))
+        if agreed <= kept and settled <= len(shown):
+            return self._partial.text
+        return " ".join(texts[:settled])
 
     def _commit_settled(
         self, previous: list[TimedWord], current: list[TimedWord], now: int
