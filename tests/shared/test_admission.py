@@ -132,6 +132,15 @@ def health(port: int) -> dict[str, object]:
         return found
 
 
+def logged(path: Path, event: str) -> list[dict[str, object]]:
+    """The worker's JSON log records of ``event``."""
+    records = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{") and f'"{event}"' in line:
+            records.append(json.loads(line))
+    return [r for r in records if r.get("event") == event]
+
+
 async def finals_of(bus: Bus, session_id: str) -> list[m.TranscriptFinal]:
     messages = await bus_reading.read_transcripts(bus, ENGINE, session_id, "mic", idle_s=0.5)
     return [msg for msg in messages if isinstance(msg, m.TranscriptFinal)]
@@ -165,6 +174,9 @@ async def test_an_idle_worker_with_default_settings_takes_more_than_four_streams
     (worker_id,) = statuses.workers()
     held = max(r.active_streams for r in statuses.of(worker_id))
     assert held > 4, f"held at most {held} streams at once"
+    (priced,) = logged(tmp_path / "worker.log", "admission.stream_cost")
+    assert priced["source"] == "measured", "a stream's cost measured on this machine at start"
+    assert 0.01 < float(priced["cpu_per_audio_s"]) < 1.0, priced
     assert all(r.capacity >= 64 for r in statuses.of(worker_id) if r.state != "stopping")
     for sid in sessions:
         assert await finals_of(bus, sid), f"{sid} got no final"
@@ -191,6 +203,7 @@ async def test_a_lagging_worker_sheds_partials_visibly_and_leaves_the_next_job_t
         tmp_path / "second.log",
         engine=ENGINE,
         ECHOSTREAM_FASTERWHISPER_WORKER_ID="second",
+        ECHOSTREAM_FASTERWHISPER_ADMIT_PRIOR_CPU_PER_AUDIO_S="0.3",
         **STATUS,
     )
     try:
@@ -225,6 +238,8 @@ async def test_a_lagging_worker_sheds_partials_visibly_and_leaves_the_next_job_t
         second.kill()
 
     assert max(r.active_streams for r in statuses.of("first")) == 1
+    (priced,) = logged(tmp_path / "second.log", "admission.stream_cost")
+    assert priced["source"] == "setting" and priced["cpu_per_audio_s"] == 0.3
     late_messages = await bus_reading.read_transcripts(bus, ENGINE, "late", "mic", idle_s=0.5)
     assert [msg for msg in late_messages if isinstance(msg, m.TranscriptFinal)], (
         "finals are never shed"

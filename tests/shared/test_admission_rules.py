@@ -1,12 +1,19 @@
-"""The admission rules on given measurements (the worker tests run them on real load)."""
+"""The admission rules on given measurements (the worker tests run them on real load), and the\nreference decode that prices streams before they have shown their cost."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from echostream_shared.jobs.admission import Admission, AdmissionOptions
 from echostream_shared.jobs.load import LagHistory, LoadMeter, PartialTally, usable_cores
+from echostream_shared.segmented.calibration import REFERENCE_S, reference_cost
+from echostream_shared.segmented.decoding import Decoded, Purpose
 
 
 class Clock:
@@ -76,15 +83,37 @@ def test_until_streams_have_shown_their_cost_one_is_assumed_to_cost_the_prior() 
     assert decision.admit and abs(decision.predicted_cpu - 0.15) < 1e-9
 
 
-def test_young_streams_count_at_the_measured_price_and_settling_holds_the_next_job() -> None:
-    admission = Admission(AdmissionOptions(cpu_share=0.75, settle_s=1.5, young_s=10.0), cores=2.0)
-    meter, clock = meter_at(cores_busy=0.8, cpu_per_audio_s=0.2)
+def test_young_streams_count_for_the_part_of_the_window_they_have_not_run() -> None:
+    options = AdmissionOptions(cpu_share=0.75, settle_s=1.5, young_s=10.0, learn_audio_s=0.0)
+    admission = Admission(options, cores=2.0)
+    meter, clock = meter_at(cores_busy=1.0, cpu_per_audio_s=0.2)
     for at in (1.0, 3.0, 5.0):
         admission.admitted(at)
     assert not admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=5.5).admit
-    decision = admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=7.0)
-    assert not decision.admit, "0.8 + 4 x 0.2 cores passes 1.5"
-    assert admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=14.5).admit
+    decision = admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=6.5)
+    # the window has seen 55, 35 and 15 % of the three young streams' cost
+    assert not decision.admit and abs(decision.predicted_cpu - (1.0 + 2.95 * 0.2)) < 1e-9
+    decision = admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=9.0)
+    assert decision.admit and abs(decision.predicted_cpu - (1.0 + 2.2 * 0.2)) < 1e-9
+    decision = admission.decide(streams=4, cap=64, behind_s=0.0, meter=meter, now=16.0)
+    assert decision.admit and abs(decision.predicted_cpu - 1.2) < 1e-9, "all shown by now"
+
+
+def test_the_reference_decode_is_priced_by_its_cheapest_run() -> None:
+    burns = iter([0.3, 0.05, 0.1])
+
+    class Busy:
+        async def transcribe(
+            self, audio: npt.NDArray[np.float32], *, purpose: Purpose, prompt: str | None = None
+        ) -> Decoded:
+            assert purpose == "final" and len(audio) == REFERENCE_S * 16_000
+            until = time.process_time() + next(burns)
+            while time.process_time() < until:
+                pass
+            return Decoded("", (), "en", None, 0.0, 0.0, len(audio) / 16_000, 0, purpose)
+
+    cost = asyncio.run(reference_cost(Busy(), runs=3))
+    assert 0.05 / REFERENCE_S <= cost < 0.08 / REFERENCE_S
 
 
 def test_lag_stops_admission_the_cap_holds_and_an_idle_worker_always_admits() -> None:

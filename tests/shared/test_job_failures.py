@@ -61,6 +61,9 @@ class FailingEngine:
     def partial_tally(self) -> PartialTally:
         return PartialTally()
 
+    def stream_cost(self) -> float | None:
+        return None
+
     def condition(self) -> tuple[m.WorkerState, str]:
         return "ok", ""
 

@@ -52,6 +52,9 @@ class SegmentEngine:
     def partial_tally(self) -> PartialTally:
         return PartialTally()
 
+    def stream_cost(self) -> float | None:
+        return None
+
     def condition(self) -> tuple[m.WorkerState, str]:
         return "ok", ""
 

@@ -120,12 +120,13 @@ class WorkerSettings(ServiceSettings):
         description="pause after taking a job before the next (streams taken in the last 10 s are "
         "counted at their predicted cost until their load shows)",
     )
-    admit_prior_cpu_per_audio_s: float = Field(
-        default=0.25,
+    admit_prior_cpu_per_audio_s: float | None = Field(
+        default=None,
         gt=0,
         le=4,
         description="what a stream is assumed to cost (CPU-s per audio-s) until a minute of audio "
-        "has shown it: a fresh worker takes a burst of sessions at this price",
+        "has shown it: a fresh worker takes a burst of sessions at this price (unset: estimated "
+        "at start from a reference decode on this machine; engines without one 0.25)",
     )
     hand_back_lag_s: float = Field(
         default=0.0,

@@ -73,13 +73,6 @@ class FasterWhisperWorkerSettings(SegmentedWorkerSettings):
         "Whisper's prompt (dev replay: 12.9 % WER against 14.3 % without; whisper.cpp's worker "
         "gained nothing from it, 12.6 against 12.0 %)",
     )
-    admit_prior_cpu_per_audio_s: float = Field(
-        default=0.12,
-        gt=0,
-        le=4,
-        description="what a stream is assumed to cost until a minute of audio has shown it "
-        "(streaming measured 0.09-0.12 CPU-s per audio-s on 2 cores)",
-    )
     temperature_fallback: bool = Field(
         default=False,
         description="re-decode doubtful finals at higher temperatures (Whisper's fallback); "

@@ -48,6 +48,10 @@ class VoxtralEngine:
     def capacity(self) -> int:
         return self._pool.capacity()
 
+    def stream_cost(self) -> float | None:
+        """The worker relays audio to vLLM: its own CPU per stream is not what limits it."""
+        return None
+
     def condition(self) -> tuple[m.WorkerState, str]:
         return self._pool.condition()
 

@@ -9,6 +9,9 @@ from whisper_worker import metrics
 from whisper_worker.config import WhisperWorkerSettings
 
 ENGINE = "whisper"
+# what a stream costs against the reference decode (``segmented.calibration``), with a margin:
+# reference 0.072 CPU-s per audio-s, streams 0.16-0.23 (tiny.en, 2 cores)
+STREAM_COST_PER_REFERENCE = 3.5
 
 
 def whisper_worker(settings: WhisperWorkerSettings, transcriber: ModelTranscriber) -> JobWorker:
@@ -19,4 +22,5 @@ def whisper_worker(settings: WhisperWorkerSettings, transcriber: ModelTranscribe
         transcriber,
         decode_histogram=metrics.DECODE_SECONDS,
         job_metrics=metrics.JOB,
+        stream_cost_per_reference=STREAM_COST_PER_REFERENCE,
     )

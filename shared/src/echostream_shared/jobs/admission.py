@@ -8,9 +8,10 @@ stream costs stays within ``cpu_share`` of the cores it may use. A stream's cost
 CPU-seconds per audio second the process spent (over the window, or since its first audio if that
 is more); until ``learn_audio_s`` of audio has shown what streams cost here (a stream's first
 final comes seconds after it starts), a stream is assumed to cost at least
-``prior_cpu_per_audio_s`` (the engine's figure). A stream admitted within the last ``young_s``
-has not shown its full cost yet and is counted again at that price; after each admission the
-worker waits ``settle_s``.
+``prior_cpu_per_audio_s`` (measured when the engine started, see ``segmented.calibration``, or
+given). A stream admitted within the last ``young_s`` (the meter's window) has shown only part of
+its cost in the measured CPU use: the part of the window it has run, so it is counted again for
+the rest; after each admission the worker waits ``settle_s``.
 
 The time the process's threads waited for a core while ready to run tells a machine that other
 processes keep busy: there the scheduler gives the worker less than it asks, and the wait shows it
@@ -73,9 +74,10 @@ class Admission:
         cost = meter.cpu_per_audio_s() or 0.0
         if meter.audio_seen_s() < options.learn_audio_s:
             cost = max(cost, options.prior_cpu_per_audio_s)
-        young = min(len(self._admitted_at), streams)
+        young = self._admitted_at[-streams:]
+        unseen = sum(1 - (now - at) / options.young_s for at in young)
         used, wait = meter.cpu_rate(), meter.wait_rate()
-        predicted = used + (young + 1) * cost
+        predicted = used + (1 + unseen) * cost
         if wait > max(used, options.min_crowded_wait):
             reason = f"crowded: its threads waited {wait:.2f} cores for a core, ran {used:.2f}"
             return Decision(False, reason, predicted)

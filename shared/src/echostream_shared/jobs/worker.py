@@ -8,7 +8,7 @@ import contextlib
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from nats.aio.msg import Msg
@@ -29,6 +29,7 @@ from echostream_shared.topology import TopologyLimits
 
 log = get_logger("worker")
 FETCH_WAIT_S = 0.3  # a pull waits this long for a job; a stop is seen within it
+FALLBACK_STREAM_COST = 0.25  # whisper.cpp's streaming on tiny.en (0.18) with a margin
 
 
 class Engine(Protocol):
@@ -59,6 +60,11 @@ class Engine(Protocol):
         """Get ready before the first job (load a model, check a server)."""
         ...
 
+    def stream_cost(self) -> float | None:
+        """CPU-s per audio second this process is expected to spend on one more real-time stream
+        (measured by ``start``), until streams have shown it; None: unknown here."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -73,8 +79,9 @@ class WorkerOptions:
     engines start shedding partials."""
     admit_cpu_share: float = 0.75
     admit_settle_s: float = 0.3
-    admit_prior_cpu_per_audio_s: float = 0.25
-    """A stream's cost (CPU-s per audio-s) until the worker has measured it: the engine's."""
+    admit_prior_cpu_per_audio_s: float | None = None
+    """A stream's cost (CPU-s per audio-s) until the worker has measured it; None: the engine's
+    estimate for this machine (``Engine.stream_cost``), else ``FALLBACK_STREAM_COST``."""
     hand_back_lag_s: float = 0.0
     """When a stream stays this far behind all through the lag window and others share the
     worker, the newest job goes back to the queue (one per window); 0: never."""
@@ -105,7 +112,7 @@ class JobWorker:
                 cpu_share=options.admit_cpu_share,
                 settle_s=options.admit_settle_s,
                 young_s=options.load_window_s,
-                prior_cpu_per_audio_s=options.admit_prior_cpu_per_audio_s,
+                prior_cpu_per_audio_s=options.admit_prior_cpu_per_audio_s or FALLBACK_STREAM_COST,
             ),
             usable_cores(),
         )
@@ -138,6 +145,7 @@ class JobWorker:
             await bus.js.key_value(t.CHECKPOINT_BUCKET), self._engine.name
         )
         await self._engine.start()
+        self._price_streams()
         status = asyncio.create_task(self._report_status(bus, stop))
         try:
             await self._take_jobs(bus, checkpoints, stop)
@@ -268,6 +276,17 @@ class JobWorker:
             now=now,
         )
         self._shed_a_job(behind_s, now)
+
+    def _price_streams(self) -> None:
+        """What a stream costs until streams have shown it: given, or the engine's estimate."""
+        prior = self._options.admit_prior_cpu_per_audio_s
+        source = "setting"
+        if prior is None:
+            prior, source = self._engine.stream_cost(), "measured"
+        if prior is None:
+            prior, source = FALLBACK_STREAM_COST, "default"
+        self._admission.options = replace(self._admission.options, prior_cpu_per_audio_s=prior)
+        log.info("admission.stream_cost", cpu_per_audio_s=round(prior, 4), source=source)
 
     def _shed_a_job(self, behind_s: float, now: float) -> None:
         """Give the newest job back when the streams fall behind for good, so the others' finals

@@ -14,6 +14,7 @@ from echostream_shared.jobs.metrics import JobMetrics
 from echostream_shared.jobs.stream import EngineStream, TranscriptSink
 from echostream_shared.jobs.updates import ResumePoint
 from echostream_shared.jobs.worker import JobWorker
+from echostream_shared.segmented.calibration import reference_cost
 from echostream_shared.segmented.decoding import Decoded, ModelTranscriber, Purpose
 from echostream_shared.segmented.job_stream import SegmentedJobStream, segmenter_state
 from echostream_shared.segmented.policy import SegmentedStream, SegmentPolicy, StreamStats
@@ -60,6 +61,7 @@ class SegmentedEngine:
         *,
         max_streams: int,
         decode_histogram: Histogram,
+        stream_cost_per_reference: float,
     ) -> None:
         self.name = name
         self._transcriber = transcriber
@@ -68,6 +70,8 @@ class SegmentedEngine:
         self._max_streams = max_streams
         self._streams: weakref.WeakSet[SegmentedStream] = weakref.WeakSet()
         self._retired = PartialTally()
+        self._stream_cost_per_reference = stream_cost_per_reference
+        self._stream_cost: float | None = None
 
     def open_stream(
         self, job: m.TranscriptionJob, resume: ResumePoint | None, sink: TranscriptSink
@@ -91,8 +95,13 @@ class SegmentedEngine:
     def condition(self) -> tuple[m.WorkerState, str]:
         return "ok", ""
 
+    def stream_cost(self) -> float | None:
+        return self._stream_cost
+
     async def start(self) -> None:
         await self._transcriber.warm_up()
+        per_reference = self._stream_cost_per_reference
+        self._stream_cost = per_reference * await reference_cost(self._transcriber)
 
     async def aclose(self) -> None:
         await self._transcriber.aclose()
@@ -111,14 +120,18 @@ def segmented_worker(
     *,
     decode_histogram: Histogram,
     job_metrics: JobMetrics,
+    stream_cost_per_reference: float,
 ) -> JobWorker:
     """A batch engine's worker ``Service``: it takes ``name`` jobs while its measured load leaves
-    room for one more stream, each decoded by the segmented policy on ``transcriber``."""
+    room for one more stream, each decoded by the segmented policy on ``transcriber``; until
+    streams have shown their cost, one is priced at ``stream_cost_per_reference`` times the
+    reference decode's (``calibration``)."""
     engine = SegmentedEngine(
         name,
         transcriber,
         settings.segment_policy(),
         max_streams=settings.max_streams,
         decode_histogram=decode_histogram,
+        stream_cost_per_reference=stream_cost_per_reference,
     )
     return JobWorker(engine, settings.worker_options(), job_metrics)
