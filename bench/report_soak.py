@@ -20,7 +20,7 @@ def soak_section(soak: Json) -> str:
             name,
             s(found["start_mb"], 0, " MB"),
             s(found["first_mb"], 0, " MB"),
-            s(found.get("warm_mb"), 0, " MB"),
+            s(found["warm_mb"], 0, " MB"),
             s(found["last_mb"], 0, " MB"),
             pct(found["growth"]),
             ("exited; " if found["exited"] else "") + ("pass" if found["holds"] else "**FAIL**"),
@@ -28,7 +28,7 @@ def soak_section(soak: Json) -> str:
         for name, found in soak["rss"].items()
     ]
     flat = all(found["holds"] for found in soak["rss"].values())
-    warmup = f"{soak.get('warmup_s', 0) / 60:.0f} min"
+    warmup = f"{soak['warmup_s'] / 60:.0f} min"
     lines = [
         f"{soak['streams']} concurrent real-time stream(s) into one {soak['engine']} worker for "
         f"{soak['minutes']:.1f} min ({soak['sessions']} native sessions of whole talks back to "

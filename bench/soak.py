@@ -9,8 +9,8 @@ window (10 minutes, or a third of a shorter soak) against the first, and every p
 resident memory (capture, worker, aggregator, nats-server, the supervisor), median of the last
 window against the window after a warm-up (20 minutes, or a third of a shorter soak: the worker's
 allocator grows as new batch shapes appear, nats-server's as its file store's caches fill, for the
-first 10-20 minutes, and then both hold); written to ``OUT/soak/`` and into ``OUT/REPORT.md`` when a bench report
-is there.
+first 10-20 minutes, and then both hold); written to ``OUT/soak/`` and into ``OUT/REPORT.md`` when
+a bench report is there.
 """
 
 from __future__ import annotations
@@ -336,15 +336,17 @@ def rss_growth(
                 and (span is None or _in(float(str(row["at"])), span))
             ]
 
-        every, first = values(None), values(first_window)
-        warm, last = values(warm_window), values(last_window)
+        def median_mb(span: tuple[float, float], process: str = name) -> float | None:
+            sampled = values(span, process)
+            return statistics.median(sampled) if sampled else None
+
+        every = values(None)
         gone = any(row.get(name) is None for row in memory)
-        warm_mb = statistics.median(warm) if warm else None
-        last_mb = statistics.median(last) if last else None
+        warm_mb, last_mb = median_mb(warm_window), median_mb(last_window)
         growth = _change(warm_mb, last_mb)
         found[name] = {
             "start_mb": every[0] if every else None,
-            "first_mb": statistics.median(first) if first else None,
+            "first_mb": median_mb(first_window),
             "warm_mb": warm_mb,
             "last_mb": last_mb,
             "growth": growth,
