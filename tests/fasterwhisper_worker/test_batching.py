@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -71,7 +72,9 @@ async def test_concurrent_calls_share_one_batch_and_decode_as_single_calls(
 ) -> None:
     alone = [await decode(batched, call) for call in calls]
     before = batched.batches
+    cpu0 = time.process_time()
     together = await asyncio.gather(*(decode(batched, call) for call in calls))
+    batch_cpu_s = time.process_time() - cpu0
     assert batched.batches - before == 1
     assert all(d.words for d in together)
     for one, many in zip(alone, together, strict=True):
@@ -79,8 +82,10 @@ async def test_concurrent_calls_share_one_batch_and_decode_as_single_calls(
         assert many.text == one.text and many.audio_ctx == one.audio_ctx
         assert abs(one.words[0].start_s - many.words[0].start_s) < 0.05
         assert many.cpu_s > 0 and many.decode_s > 0
-    # the batch's CPU time is shared out: each clip is charged less than it costs alone
-    assert sum(d.cpu_s for d in together) < sum(d.cpu_s for d in alone)
+    # the batch's CPU time is shared out, not charged to every clip in full: the charges add up
+    # to no more than the process spent on the whole batch (that batching saves CPU is measured
+    # by make bench, not here: CI once saw the batch cost 0.6 % more than the calls alone)
+    assert sum(d.cpu_s for d in together) <= batch_cpu_s
 
 
 async def test_first_text_then_finals_then_later_partials(calls: list[Call]) -> None:
@@ -150,10 +155,13 @@ async def test_two_idle_decoders_share_concurrent_calls(calls: list[Call]) -> No
     try:
         alone = [await decode(t, call) for call in calls]
         before = t.batches
+        cpu0 = time.process_time()
         together = await asyncio.gather(*(decode(t, call) for call in calls))
+        batches_cpu_s = time.process_time() - cpu0
         assert t.batches - before == 2, "each decoder (and core) took a part"
         assert [d.text for d in together] == [d.text for d in alone]
-        assert sum(d.cpu_s for d in together) < 1.05 * sum(d.cpu_s for d in alone)
+        # two decoders' overlapping work is shared out by the ledger, not charged to both
+        assert sum(d.cpu_s for d in together) <= batches_cpu_s
     finally:
         await t.aclose()
 
