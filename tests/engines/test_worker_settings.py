@@ -55,3 +55,12 @@ def test_a_worker_id_that_is_not_a_subject_token_is_refused(
     monkeypatch.setenv("ECHOSTREAM_FASTERWHISPER_WORKER_ID", "a.b")
     with pytest.raises(ValidationError, match="worker_id"):
         FasterWhisperWorkerSettings()
+
+
+@pytest.mark.parametrize("settings_class", [WhisperWorkerSettings, FasterWhisperWorkerSettings])
+def test_a_final_with_its_lead_must_fit_whispers_window(
+    settings_class: type[SegmentedWorkerSettings],
+) -> None:
+    assert settings_class(max_segment_s=26.0, final_lead_s=2.0).segment_policy().final_lead_s == 2
+    with pytest.raises(ValidationError, match=r"max_segment_s \+ final_lead_s is 29 s"):
+        settings_class(max_segment_s=27.0, final_lead_s=2.0)

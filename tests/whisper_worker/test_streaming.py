@@ -448,6 +448,39 @@ async def test_finals_are_prompted_with_the_words_of_the_finals_before_them() ->
     assert [p for purpose, _, p in resumed_fake.calls if purpose == "final"] == prompts[1:]
 
 
+async def test_a_final_decodes_words_the_vad_missed_before_its_onset() -> None:
+    """The VAD heard nothing between two segments where a quiet word was said: the second
+    segment's final decodes the lead before its onset and publishes it; its partials do not, and
+    no final decodes audio a final before it decoded."""
+    pcm, _ = scripted_speech(40, seed=3)
+    first_end, second_start = int(4.0 * SR), int(6.5 * SR)
+    pcm[first_end:second_start] = 0
+    pcm[int(5.2 * SR) : int(5.6 * SR)] = 99  # the missed word, 0.9 s before the second onset
+    spans = [(int(0.4 * SR), first_end), (second_start, len(pcm) - SR // 4)]
+    lead_s = 2.0
+    fake = FakeTranscriber()
+    run = await simulate(SegmentedStream(fake, SegmentPolicy(final_lead_s=lead_s)), pcm, spans)
+    assert_well_formed(run)
+    first, second = run.finals
+    assert "w99" not in first.text and second.words[0].text == "w99"
+    assert second.words[0].start == second.segment_start  # placed at the onset, as pads are
+    finals = [length for purpose, length, _ in fake.calls if purpose == "final"]
+    assert finals[-1] == pytest.approx((spans[1][1] - (second_start - int(lead_s * SR))) / SR)
+    partial_audio = [length for purpose, length, _ in fake.calls if purpose == "partial"]
+    assert all("w99" not in p.text for p in run.partials)
+    assert max(partial_audio) < (spans[1][1] - second_start) / SR + 0.2 + 0.01
+    # the default lead is a partial's pad: the missed word stays missed
+    plain = await simulate(SegmentedStream(FakeTranscriber()), pcm, spans)
+    assert "w99" not in " ".join(f.text for f in plain.finals)
+    # a gap shorter than the lead: the final starts where the one before it ended
+    close = [(int(0.4 * SR), int(5.0 * SR)), (second_start, len(pcm) - SR // 4)]
+    fake = FakeTranscriber()
+    run = await simulate(SegmentedStream(fake, SegmentPolicy(final_lead_s=lead_s)), pcm, close)
+    finals = [length for purpose, length, _ in fake.calls if purpose == "final"]
+    assert finals[-1] == pytest.approx((close[1][1] - close[0][1]) / SR)
+    assert [w.text for f in run.finals for w in f.words].count("w99") == 1
+
+
 async def test_partials_show_only_words_two_decodes_agree_on() -> None:
     @dataclass
     class Unsure(FakeTranscriber):

@@ -69,7 +69,10 @@ class SegmentPolicy:
 
     max_segment_s: float = 25.0  # with the pad, still inside Whisper's 30 s window
     min_segment_s: float = 0.25  # shorter VAD segments are not decoded (Whisper invents text)
-    pad_s: float = 0.2  # audio decoded before a VAD onset, in case it clipped one (never before the last final)
+    pad_s: float = 0.2  # audio a partial decodes before a VAD onset, in case it clipped one
+    # audio a final decodes before its segment's VAD onset, never before the last final: the VAD
+    # clips onsets and misses quiet words between segments, and Whisper starts better on a lead
+    final_lead_s: float = 0.2
     first_partial_s: float = 0.6  # segment audio (with the VAD's pre-roll) before the first try
     retry_interval_s: float = 0.2  # until a segment shows text: ~0.5 s of speech often gives none
     partial_interval_s: float = 1.0  # later, at most one partial per this much new audio
@@ -90,7 +93,7 @@ class SegmentPolicy:
     # text an offline decode conditions on); 0: no prompt
     final_prompt_words: int = 0
     dedup_max_gap_s: float = 1.0  # head words this close to the previous final may repeat it
-    idle_keep_s: float = 2.0  # audio kept outside speech, for a boundary that lies in the past
+    idle_keep_s: float = 2.0  # audio kept outside speech (and the lead), for a boundary in the past
     # CPU-s of a partial ~ a + b * audio seconds (whisper.cpp tiny.en, one thread, 2 cores); each
     # stream scales it by what its decodes actually cost, to predict whether a partial fits the budget
     partial_cost_shape: tuple[float, float] = (0.15, 0.065)
@@ -485,8 +488,9 @@ class SegmentedStream:
     async def _decode(
         self, start: int, end: int, purpose: Purpose, prompt: str | None = None
     ) -> tuple[Decoded, int]:
-        """Decode [start, end), with the pad before a segment start; returns it and its origin."""
-        pad = _samples(self.config.pad_s)
+        """Decode [start, end), with the lead before a segment start; returns it and its origin."""
+        lead = self.config.final_lead_s if purpose == "final" else self.config.pad_s
+        pad = _samples(lead)
         origin = max(start - pad, self._done) if start == self._seg_start else start
         audio = self._slice(origin, end).astype(np.float32) / 32768.0
         decoded = await self.transcriber.transcribe(audio, purpose=purpose, prompt=prompt)
@@ -542,9 +546,12 @@ class SegmentedStream:
         cfg = self.config
         end = self._buf_end
         if self._speaking:
-            keep = max(self._done, self._seg_start - _samples(cfg.pad_s))
+            lead = max(cfg.pad_s, cfg.final_lead_s)
+            keep = max(self._done, self._seg_start - _samples(lead))
         else:
-            self._done = max(self._done, end - _samples(cfg.idle_keep_s))
+            # a boundary may lie up to idle_keep_s in the past, and a final's lead before it
+            idle = cfg.idle_keep_s + max(cfg.pad_s, cfg.final_lead_s)
+            self._done = max(self._done, end - _samples(idle))
             keep = self._done
         keep = min(keep, end)
         if keep > self._buf_start:
