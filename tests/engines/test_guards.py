@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from echostream_shared.segmented import guards
+from echostream_shared.segmented.decoding import DecodedWord
 from echostream_shared.segmented.guards import GuardConfig
 
 
@@ -214,3 +215,21 @@ def test_a_phrase_that_merely_starts_like_the_last_one_is_kept() -> None:
     words = ["we", "went", "home", "and", "we", "went", "home", "and", "then", "we", "went", "out"]
     kept = pick(words, guards.repetition_keep(words))
     assert kept == ["we", "went", "home", "and", "then", "we", "went", "out"]
+
+
+def test_words_copied_where_the_audio_has_ended_are_dropped() -> None:
+    # faster-whisper on 2.7 s of dev speech ending in "but she said" (capture's VAD cut it there)
+    words = ["but", "she", "said,", "but", "she", "said."]
+    starts = [1.51, 2.06, 2.31, 2.66, 2.66, 2.66]
+    assert guards.copy_past_end(words, starts, audio_s=2.68) == 3
+    # the same words said twice, the second time inside the audio: speech, kept
+    assert guards.copy_past_end(words, [0.2, 0.4, 0.6, 1.2, 1.4, 1.6], audio_s=2.68) == 0
+    # a last word timed at the end that repeats nothing: Whisper's late word times, kept
+    assert guards.copy_past_end(["she", "said", "so"], [0.2, 0.5, 2.66], audio_s=2.68) == 0
+
+
+def test_screen_drops_a_copy_past_the_end_and_keeps_the_rest() -> None:
+    said = [("it", 0.1), ("was", 0.3), ("here.", 0.5), ("It", 1.98), ("was", 1.98), ("here", 2.0)]
+    words = [DecodedWord(text, start, start + 0.2, 0.9) for text, start in said]
+    kept, rejected = guards.screen(words, confidence=0.9, peak_dbfs=-20.0, audio_s=2.0)
+    assert [w.text for w in kept] == ["it", "was", "here."] and rejected is None

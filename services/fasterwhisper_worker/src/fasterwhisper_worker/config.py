@@ -70,7 +70,7 @@ class FasterWhisperWorkerSettings(SegmentedWorkerSettings):
         ge=0,
         le=2,
         description="audio a final decodes before its segment's VAD onset (never audio a final "
-        "before it decoded): dev replay 12.4 % WER against 13.3 % with 0.2 s (offline 11.9 %), "
+        "before it decoded): dev replay 12.3 % WER against 13.3 % with 0.2 s (offline 11.9 %), "
         "+5 % CPU; whisper.cpp's worker lost by it (12.4 against 12.0 %), so its default is 0.2 s",
     )
     final_prompt_words: int = Field(

@@ -133,7 +133,11 @@ class FasterWhisperTranscriber:
         except SchedulerClosedError:
             raise RuntimeError("transcriber is closed") from None
         words, rejected = guards.screen(
-            raw.words, confidence=raw.confidence, peak_dbfs=peak, config=self.config.guards
+            raw.words,
+            confidence=raw.confidence,
+            peak_dbfs=peak,
+            audio_s=audio_s,
+            config=self.config.guards,
         )
         return Decoded(
             " ".join(w.text for w in words),

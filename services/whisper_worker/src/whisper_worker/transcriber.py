@@ -263,7 +263,11 @@ class WhisperTranscriber:
         self, raw: _Raw, peak: float, params: dict[str, Any], audio_s: float, purpose: Purpose
     ) -> Decoded:
         words, rejected = guards.screen(
-            raw.words, confidence=raw.confidence, peak_dbfs=peak, config=self.config.guards
+            raw.words,
+            confidence=raw.confidence,
+            peak_dbfs=peak,
+            audio_s=audio_s,
+            config=self.config.guards,
         )
         cpu = raw.decode_s * params["n_threads"]
         ctx = params["audio_ctx"]

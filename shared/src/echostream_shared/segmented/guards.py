@@ -1,8 +1,8 @@
 """Guards against Whisper's known failure modes, as small pure functions.
 
-Whisper invents text on silence ("Thank you.", "[BLANK_AUDIO]"), loops on a phrase, and, when audio
-is cut into windows, repeats the words at a cut (``reference/peers-streaming-asr.md`` §8). Every
-engine's transcriber skips near-silent clips and passes each decode through ``screen`` before any
+Whisper invents text on silence ("Thank you.", "[BLANK_AUDIO]"), loops on a phrase, copies the last
+words again where the audio has ended, and, when audio is cut into windows, repeats the words at a
+cut (``reference/peers-streaming-asr.md`` §8). Every engine's transcriber skips near-silent clips and passes each decode through ``screen`` before any
 text leaves the worker; the segmented stream drops repeated words at a forced cut with
 ``boundary_overlap``. Word-level functions take plain strings and return indices or counts, so
 callers keep their own word types (timestamps, probabilities).
@@ -198,6 +198,22 @@ def repetition_keep(words: Sequence[str], config: GuardConfig = GuardConfig()) -
     return keep
 
 
+def copy_past_end(
+    words: Sequence[str], starts_s: Sequence[float], audio_s: float, slack_s: float = 0.05
+) -> int:
+    """How many of the last words to drop: those Whisper placed at the clip's very end (where no
+    audio is left for them) that repeat the words right before them ("but she said, but she
+    said." from 1.3 s of speech). A word merely timed late does not repeat its predecessors."""
+    normed = [norm_word(w) for w in words]
+    past = 0
+    while past < len(starts_s) and starts_s[-1 - past] >= audio_s - slack_s:
+        past += 1
+    for k in range(min(past, len(normed) // 2), 0, -1):
+        if normed[-k:] == normed[-2 * k : -k] and all(normed[-k:]):
+            return k
+    return 0
+
+
 def boundary_overlap(prev_tail: Sequence[str], head: Sequence[str], max_words: int = 6) -> int:
     """How many leading ``head`` words repeat the last words of the previous final (0 if none)."""
     tail = [norm_word(w) for w in prev_tail]
@@ -213,11 +229,15 @@ def screen(
     *,
     confidence: float | None,
     peak_dbfs: float,
+    audio_s: float,
     config: GuardConfig = GuardConfig(),
 ) -> tuple[tuple[DecodedWord, ...], Rejection | None]:
-    """A decode's words without annotations and loops, or none and why when it is not speech."""
+    """A decode's words without annotations, loops and copies past the audio's end, or none and
+    why when it is not speech."""
     kept = [words[i] for i in annotation_keep([w.text for w in words])]
     kept = [kept[i] for i in repetition_keep([w.text for w in kept], config)]
+    copied = copy_past_end([w.text for w in kept], [w.start_s for w in kept], audio_s)
+    kept = kept[: len(kept) - copied]
     if words and not kept:
         return (), "non_speech"
     text = " ".join(w.text for w in kept)
