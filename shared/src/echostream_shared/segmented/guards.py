@@ -2,9 +2,9 @@
 
 Whisper invents text on silence ("Thank you.", "[BLANK_AUDIO]"), loops on a phrase, copies the last
 words again where the audio has ended, and, when audio is cut into windows, repeats the words at a
-cut (``reference/peers-streaming-asr.md`` §8). Every engine's transcriber skips near-silent clips and passes each decode through ``screen`` before any
-text leaves the worker; the segmented stream drops repeated words at a forced cut with
-``boundary_overlap``. Word-level functions take plain strings and return indices or counts, so
+cut (``reference/peers-streaming-asr.md`` §8). Every engine's transcriber skips near-silent clips
+and passes each decode through ``screen`` before any text leaves the worker; the segmented stream
+drops repeated words at a forced cut with ``boundary_overlap``. Word-level functions take plain strings and return indices or counts, so
 callers keep their own word types (timestamps, probabilities).
 """
 

@@ -489,8 +489,7 @@ class SegmentedStream:
         self, start: int, end: int, purpose: Purpose, prompt: str | None = None
     ) -> tuple[Decoded, int]:
         """Decode [start, end), with the lead before a segment start; returns it and its origin."""
-        lead = self.config.final_lead_s if purpose == "final" else self.config.pad_s
-        pad = _samples(lead)
+        pad = _samples(self.config.final_lead_s if purpose == "final" else self.config.pad_s)
         origin = max(start - pad, self._done) if start == self._seg_start else start
         audio = self._slice(origin, end).astype(np.float32) / 32768.0
         decoded = await self.transcriber.transcribe(audio, purpose=purpose, prompt=prompt)
@@ -545,13 +544,12 @@ class SegmentedStream:
         """Keep only what a future decode can need: the open segment, or a little recent audio."""
         cfg = self.config
         end = self._buf_end
+        lead = max(cfg.pad_s, cfg.final_lead_s)  # the most any decode reads before an onset
         if self._speaking:
-            lead = max(cfg.pad_s, cfg.final_lead_s)
             keep = max(self._done, self._seg_start - _samples(lead))
         else:
             # a boundary may lie up to idle_keep_s in the past, and a final's lead before it
-            idle = cfg.idle_keep_s + max(cfg.pad_s, cfg.final_lead_s)
-            self._done = max(self._done, end - _samples(idle))
+            self._done = max(self._done, end - _samples(cfg.idle_keep_s + lead))
             keep = self._done
         keep = min(keep, end)
         if keep > self._buf_start:
