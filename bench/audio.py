@@ -144,6 +144,24 @@ def trimmed(talk: Talk, seconds: float) -> Talk:
     return Talk(talk.name, talk.corpus, tuple(kept))
 
 
+def pieces(talks: Sequence[Talk], seconds: float) -> list[Talk]:
+    """Each talk cut into consecutive pieces of whole utterances of about ``seconds`` of speech
+    (as ``trimmed``; a last piece under half that is dropped), dealt out one talk at a time: every
+    talk's first piece, then every talk's second, so the first pieces are all different speakers
+    and no piece is played twice before every piece has played once."""
+    cut: list[list[Talk]] = []
+    for talk in talks:
+        own: list[Talk] = []
+        rest = talk
+        while rest.utterances:
+            piece = trimmed(rest, seconds)
+            if piece.duration_s >= seconds / 2:
+                own.append(Talk(f"{talk.name}#{len(own) + 1}", talk.corpus, piece.utterances))
+            rest = Talk(talk.name, talk.corpus, rest.utterances[len(piece.utterances) :])
+        cut.append(own)
+    return [own[k] for k in range(max(map(len, cut), default=0)) for own in cut if k < len(own)]
+
+
 # -- the fallback samples of pytest-audioeval ----------------------------------------------------
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from speech_corpus import load_items, wer
 from worker_process import MODEL
 
-from bench.audio import Pcm, Session, Span, session, talks_from_items
+from bench.audio import Pcm, Session, Span, Talk, pieces, session, talks_from_items
 from bench.metrics import displays
 from bench.stability import retraction
 from bench.system import Emission
@@ -117,14 +117,24 @@ async def _apply(stream: SegmentedStream, message: _Message) -> list[Update]:
             return await stream.on_closed(message.sample)
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """One session replayed: its updates on the virtual clock, the CPU they took, the stream, and
+    the speech spans its boundaries made."""
+
+    emitted: list[Emitted]
+    cpu_s: float
+    stream: SegmentedStream
+    spans: list[Span]
+
+
 async def replay(
     transcriber: ModelTranscriber,
     policy: SegmentPolicy,
     talk: Session,
     vad: VadConfig | None = None,
-) -> tuple[list[Emitted], float, SegmentedStream, list[Span]]:
-    """The stream's updates on the virtual clock, its CPU, the stream, and the speech spans its
-    boundaries made."""
+) -> Replayed:
+    """``talk`` through a new stream of the worker's policy, in capture_sim's order."""
     stream = SegmentedStream(transcriber, policy)
     clock = 0.0
     emitted: list[Emitted] = []
@@ -142,29 +152,36 @@ async def replay(
         updates = await _apply(stream, message)
         clock += time.perf_counter() - started
         emitted += [Emitted(u, clock) for u in updates]
-    return emitted, _cpu_s() - cpu0, stream, spans
+    return Replayed(emitted, _cpu_s() - cpu0, stream, spans)
 
 
 def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-def latencies(emitted: list[Emitted], spans: list[Span]) -> dict[str, object]:
-    """Final after each speech end, first partial after each onset (of the boundaries the stream
-    was given), and each published word's final after the word's end."""
-    finals = [(e.at, e.update) for e in emitted if isinstance(e.update, FinalUpdate)]
-    partials = [(e.at, e.update) for e in emitted if isinstance(e.update, PartialUpdate)]
-    final_lat, first_lat, missing_partial = [], [], 0
-    for span in spans:
-        closing = [at for at, final in finals if final.segment_end == span.end]
-        if closing:
-            final_lat.append(closing[0] - span.end / RATE)
-        firsts = [at for at, p in partials if span.start <= p.segment_start < span.end]
-        if firsts:
-            first_lat.append(firsts[0] - span.start / RATE)
-        else:
-            missing_partial += 1
-    committed = [at - word.end / RATE for at, final in finals for word in final.words]
+def latencies(runs: list[Replayed]) -> dict[str, object]:
+    """Final after each speech end, first partial after each onset (of the boundaries the streams
+    were given), and each published word's final after the word's end, pooled over the runs."""
+    final_lat: list[float] = []
+    first_lat: list[float] = []
+    committed: list[float] = []
+    missing_partial = segments = partial_count = 0
+    for run in runs:
+        emitted = run.emitted
+        finals = [(e.at, e.update) for e in emitted if isinstance(e.update, FinalUpdate)]
+        partials = [(e.at, e.update) for e in emitted if isinstance(e.update, PartialUpdate)]
+        for span in run.spans:
+            closing = [at for at, final in finals if final.segment_end == span.end]
+            if closing:
+                final_lat.append(closing[0] - span.end / RATE)
+            firsts = [at for at, p in partials if span.start <= p.segment_start < span.end]
+            if firsts:
+                first_lat.append(firsts[0] - span.start / RATE)
+            else:
+                missing_partial += 1
+        committed += [at - word.end / RATE for at, final in finals for word in final.words]
+        segments += len(run.spans)
+        partial_count += len(partials)
     return {
         "word_committed_p50": _pct(committed, 50),
         "word_committed_p95": _pct(committed, 95),
@@ -172,9 +189,9 @@ def latencies(emitted: list[Emitted], spans: list[Span]) -> dict[str, object]:
         "final_p95": _pct(final_lat, 95),
         "first_partial_p50": _pct(first_lat, 50),
         "first_partial_p95": _pct(first_lat, 95),
-        "segments": len(spans),
+        "segments": segments,
         "no_partial": missing_partial,
-        "partials": len(partials),
+        "partials": partial_count,
     }
 
 
@@ -244,62 +261,91 @@ async def offline(model: Path, threads: int, talk: Session) -> tuple[list[str], 
     return texts, cpu
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, object]:
+def sessions_under_test(args: argparse.Namespace) -> tuple[list[Talk], list[Session]]:
+    """The talks, and the sessions that play them: all on one source by default; with
+    ``--capacity-s``, the pieces the capacity ramp streams (``bench.audio.pieces`` of the talks
+    that long), each on its own source."""
     talks = talks_from_items(load_items(args.split))
     if args.limit:
         talks = talks[: args.limit]
-    talk = session(args.split, talks, 1.0)
+    if not args.capacity_s:
+        return talks, [session(args.split, talks, 1.0)]
+    long_enough = sorted(
+        (t for t in talks if t.duration_s >= args.capacity_s), key=lambda t: t.name
+    )
+    cut = pieces(long_enough, args.capacity_s)
+    return cut, [session(t.name, [t], 1.0) for t in cut]
+
+
+async def offline_texts(
+    args: argparse.Namespace, threads: int, sessions: list[Session]
+) -> tuple[list[str], float]:
+    """Each talk decoded in one call by the engine, cached across runs with ``--offline-cache``."""
+    cache = args.offline_cache
+    key = f"{args.engine}:{args.split}:{args.limit}:{args.capacity_s}:{threads}"
+    cached = json.loads(cache.read_text()) if cache and cache.is_file() else {}
+    if key in cached:
+        return cached[key]["texts"], cached[key]["cpu_s"]
+    texts: list[str] = []
+    cpu = 0.0
+    for talk in sessions:
+        if args.engine == "fasterwhisper":
+            more, spent = await offline_fasterwhisper(threads, talk)
+        else:
+            more, spent = await offline(args.model, threads, talk)
+        texts += more
+        cpu += spent
+    if cache:
+        cached[key] = {"texts": texts, "cpu_s": cpu}
+        cache.write_text(json.dumps(cached))
+    return texts, cpu
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    talks, sessions = sessions_under_test(args)
     refs = [t.text for t in talks]
     settings, transcriber, threads = engine_under_test(args.engine, args.model)
     await transcriber.warm_up()
     wall0 = time.perf_counter()
     vad = _capture_vad(args.vad_silence_ms) if args.vad_silence_ms else None
-    emitted, stream_cpu, stream, spans = await replay(
-        transcriber, settings.segment_policy(), talk, vad
-    )
+    runs = [await replay(transcriber, settings.segment_policy(), s, vad) for s in sessions]
     stream_wall = time.perf_counter() - wall0
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     await transcriber.aclose()
-    cache = args.offline_cache
-    key = f"{args.engine}:{args.split}:{args.limit}:{threads}"
-    cached = json.loads(cache.read_text()) if cache and cache.is_file() else {}
-    if key in cached:
-        off_texts, off_cpu = cached[key]["texts"], cached[key]["cpu_s"]
-    elif args.engine == "fasterwhisper":
-        off_texts, off_cpu = await offline_fasterwhisper(threads, talk)
-    else:
-        off_texts, off_cpu = await offline(args.model, threads, talk)
-    if cache and key not in cached:
-        cached[key] = {"texts": off_texts, "cpu_s": off_cpu}
-        cache.write_text(json.dumps(cached))
-    stream_texts = talk_texts(talk, emitted)
+    off_texts, off_cpu = await offline_texts(args, threads, sessions)
+    stream_texts = [
+        text for s, run in zip(sessions, runs, strict=True) for text in talk_texts(s, run.emitted)
+    ]
     if args.dump:
-        rows = zip(refs, stream_texts, off_texts, strict=True)
-        texts = [{"reference": r, "streaming": s, "offline": o} for r, s, o in rows]
+        rows = zip([t.name for t in talks], refs, stream_texts, off_texts, strict=True)
+        texts = [{"talk": n, "reference": r, "streaming": s, "offline": o} for n, r, s, o in rows]
         args.dump.write_text(json.dumps(texts, indent=1))
-    stats = stream.stats
+    shown = [retraction(displays(emissions(run.emitted))) for run in runs]
+    words_shown = sum(int(s["words_shown"] or 0) for s in shown)
+    words_retracted = sum(int(s["words_retracted"] or 0) for s in shown)
+    audio_s = sum(s.duration_s for s in sessions)
+    stream_cpu = sum(run.cpu_s for run in runs)
+    stats = [run.stream.stats for run in runs]
     return {
         "engine": args.engine,
-        "audio_s": round(talk.duration_s, 1),
+        "audio_s": round(audio_s, 1),
         "talks": len(talks),
-        **{
-            k: (round(v, 3) if isinstance(v, float) else v)
-            for k, v in latencies(emitted, spans).items()
-        },
-        # the session as one text: a final is filed under the talk it starts in, so per talk a
+        "sessions": len(sessions),
+        **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in latencies(runs).items()},
+        "retracted_share": (round(words_retracted / words_shown, 4) if words_shown else None),
+        # the talks as one text: a final is filed under the talk it starts in, so per talk a
         # segment that runs over a talk's end would count its words as lost there and added here
-        "retracted_share": retraction(displays(emissions(emitted)))["retracted_share"],
         "stream_wer": round(100 * wer(" ".join(refs), " ".join(stream_texts)), 2),
         "offline_wer": round(100 * wer(" ".join(refs), " ".join(off_texts)), 2),
-        "stream_cpu_per_audio_s": round(stream_cpu / talk.duration_s, 4),
-        "offline_cpu_per_audio_s": round(off_cpu / talk.duration_s, 4),
+        "stream_cpu_per_audio_s": round(stream_cpu / audio_s, 4),
+        "offline_cpu_per_audio_s": round(off_cpu / audio_s, 4),
         "cpu_ratio": round(stream_cpu / off_cpu, 3),
-        "final_cpu_s": round(stats.final_cpu_s, 1),
-        "partial_cpu_s": round(stats.partial_cpu_s, 1),
-        "final_decodes": stats.final_decodes,
-        "partial_decodes": stats.partial_decodes,
-        "skipped_budget": stats.partials_skipped_budget,
-        "skipped_lag": stats.partials_skipped_lag,
+        "final_cpu_s": round(sum(s.final_cpu_s for s in stats), 1),
+        "partial_cpu_s": round(sum(s.partial_cpu_s for s in stats), 1),
+        "final_decodes": sum(s.final_decodes for s in stats),
+        "partial_decodes": sum(s.partial_decodes for s in stats),
+        "skipped_budget": sum(s.partials_skipped_budget for s in stats),
+        "skipped_lag": sum(s.partials_skipped_lag for s in stats),
         "stream_wall_s": round(stream_wall, 1),
         "peak_rss_mb_streaming": round(peak_rss_mb),
     }
@@ -318,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N talks")
     parser.add_argument("--engine", choices=("whisper", "fasterwhisper"), default="whisper")
     parser.add_argument("--model", type=Path, default=MODEL, help="whisper.cpp's ggml model")
+    parser.add_argument(
+        "--capacity-s",
+        type=float,
+        default=0.0,
+        help="the talks cut into pieces of about this much speech, each replayed alone, as the "
+        "capacity ramp streams them (the bench's --capacity-seconds; 0: all talks on one source)",
+    )
     parser.add_argument("--offline-cache", type=Path, help="reuse offline decodes across runs")
     parser.add_argument("--dump", type=Path, help="write reference/streaming/offline texts here")
     parser.add_argument(

@@ -14,7 +14,8 @@ METHOD = """\
 - **Capacity**: per engine, concurrent sessions through one capture process into one (then
   two) workers on this machine, started with the engine's default settings (no admission setting
   changed; only the status interval is 1 s). Levels 1, 2, 4, 8, then every 4 more, each stream a
-  different talk (talks repeat past their number), staggered. A level **fails** when final p95 or
+  different piece of the corpus's talks (every talk's first piece, then every second one; pieces
+  repeat past their number), staggered. A level **fails** when final p95 or
   first-partial p95 exceeds its limit, streaming WER exceeds the offline WER of the same talks by
   more than the margin, the workers' reported lag (mean of `max_lag_s` over the second half of
   full load minus the first half; full load = every stream playing) grows by more than its
@@ -36,8 +37,9 @@ def capacity_section(results: Json) -> str:
     plan = capacity["plan"]
     limits = plan["limits"]
     out = [
-        f"Each stream is a different talk of ~{plan['seconds_per_stream']:.0f} s "
-        f"({len(plan['talks'])} talks), started {plan['stagger_s']} s after the previous one. "
+        f"Each stream is a different piece of ~{plan['seconds_per_stream']:.0f} s cut from the "
+        f"talks ({len(plan['talks'])} pieces; every talk's first piece before any second one), "
+        f"started {plan['stagger_s']} s after the previous one. "
         f"A level fails at final p95 > {limits['final_p95_s']} s, first partial p95 > "
         f"{limits['first_partial_p95_s']} s, streaming WER > offline + "
         f"{100 * limits['wer_over_offline']:.0f} pt (judged from {limits['wer_min_words']} "

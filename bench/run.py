@@ -12,8 +12,9 @@ through capture's native protocol at real time.
 2. **Long-form session** (part ``latency``): ``manifest_longform.jsonl`` (70 s of continuous
    speech with no pause a VAD would cut at), which exercises forced cuts of long segments.
 3. **Capacity ramp** (part ``capacity``), per engine of ``--engines``: 1, 2, 4, 8, 12, ...
-   concurrent sessions into one worker with its default settings, each a different eval talk
-   trimmed to ``--capacity-seconds``, up to the first level that fails (``bench.capacity``);
+   concurrent sessions into one worker with its default settings, each a different piece of
+   ``--capacity-seconds`` cut from the eval talks (every talk's first piece before any second
+   one), up to the first level that fails (``bench.capacity``);
    the talks decoded offline first give the WER bound and the engine's compute bound.
 4. **Scaling** (part ``scaling``): the same ramp with ``--scaling-workers`` workers.
 5. **Offline limit** (own process, after the streams): each talk decoded in one call by the same
@@ -53,9 +54,9 @@ from bench.audio import (
     Utterance,
     audioeval_samples,
     corpus_available,
+    pieces,
     session,
     talks_from_items,
-    trimmed,
 )
 from bench.capacity import Limits, Ramp, offline_cost, plan_dict, ramp, ramp_levels
 from bench.native import ENGINES, EchoStreamNative
@@ -263,7 +264,7 @@ def material(options: Options) -> Material:
         (item,) = load_items("eval", "manifest_longform.jsonl")
         longform = session("longform", [_single_talk(item)], options.gap_s)
     long_enough = [t for t in talks if t.duration_s >= options.capacity_s]
-    capacity = [trimmed(t, options.capacity_s) for t in sorted(long_enough, key=lambda t: t.name)]
+    capacity = pieces(sorted(long_enough, key=lambda t: t.name), options.capacity_s)
     split = options.split + (f" (first {len(talks)} talks)" if options.max_talks else "")
     return Material(split, main, longform, capacity or talks)
 
