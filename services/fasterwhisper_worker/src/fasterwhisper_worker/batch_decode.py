@@ -15,7 +15,10 @@ Per-clip semantics a shared ``generate`` cannot give are restored per clip, afte
 - a token cap per clip: the group generates up to its largest cap; a clip that ran past its own
   cap (a loop) is decoded again alone with its cap, so it gets what a lone decode gives;
 - temperature fallback: a clip whose greedy decode needs it is decoded again alone with
-  faster-whisper's ``generate_with_fallback`` (off by default).
+  faster-whisper's ``generate_with_fallback`` (off by default);
+- a final whose words hold one longer than ``STRETCHED_WORD_S`` (Whisper skipped the words after
+  it and aligned it over their audio) starts over in Whisper's full window, which skips less, in
+  the next round; the decode with fewer stretched seconds is kept.
 
 A group that fails is retried one clip at a time, so one bad clip fails alone. CPU time is
 measured per stage (``CpuLedger``: stages of concurrent batches share the time they overlap) and
@@ -58,6 +61,9 @@ PARTIAL_TOKENS_PER_S = 5.0  # a cap on partial decodes, above fast speech (~4 to
 FINAL_TOKENS_PER_S = 10.0  # timestamps and punctuation are tokens too
 MAX_WINDOWS = 3  # a clip is at most 28 s: one window, and a second for what Whisper left over
 MIN_REST_S = 1.0  # audio after the last word worth another window
+# Whisper skips a run of words now and then and aligns the word before them over their audio; a
+# final with a word this long is decoded again in Whisper's full 30 s window
+STRETCHED_WORD_S = 1.5
 FIRST_TEXT_MAX_S = 1.6  # a segment's first partial try (~1 s with the pad) and its retries
 # a prompt's last tokens only: clips whose prompts have one length share a generate, and finals
 # prompted with the words before them mostly reach this length
@@ -122,6 +128,9 @@ class _Clip:
     cpu_s: float = 0.0
     decode_s: float = 0.0
     done: bool = False
+    prompt: list[int] = field(default_factory=list)  # the clip's own, for a decode again
+    full_window: bool = False  # decoding again in the full window
+    first_try: list[DecodedWord] | None = None  # the words of the cut window's decode
 
     @property
     def content(self) -> int:
@@ -151,10 +160,25 @@ class _Clip:
             # not conditioned on the text before it (Whisper copies a prompt onto noise)
             self.seek, self.previous = round(self.words[-1].end_s * FRAMES_PER_S), []
 
+    def decode_again(self) -> bool:
+        """A final decoded in a cut window whose words hold a stretched one starts over in the
+        full window (once)."""
+        if self.clip.purpose != "final" or self.clip.margin_s is None or self.full_window:
+            return False
+        if _stretched_s(self.words) == 0:
+            return False
+        self.first_try, self.words, self.windows = self.words, [], []
+        self.full_window, self.done = True, False
+        self.seek, self.previous = 0, self.prompt
+        return True
+
     def raw(self) -> Raw:
-        confidence = float(np.mean([w.probability for w in self.words])) if self.words else None
+        words = self.words
+        if self.first_try is not None and _stretched_s(self.first_try) < _stretched_s(words):
+            words = self.first_try
+        confidence = float(np.mean([w.probability for w in words])) if words else None
         window = self.windows[0] if self.windows else 0
-        return Raw(tuple(self.words), confidence, self.decode_s, self.cpu_s, window)
+        return Raw(tuple(words), confidence, self.decode_s, self.cpu_s, window)
 
 
 @dataclass(slots=True)
@@ -240,6 +264,8 @@ class BatchDecoder:
                 deliver(state.index, errors[state.index])
                 state.done = True
             elif state.done or state.next_size() is None:
+                if state.decode_again():
+                    continue
                 state.done = True
                 state.decode_s = time.perf_counter() - wall0
                 deliver(state.index, state.raw())
@@ -249,7 +275,7 @@ class BatchDecoder:
         features = self._model.feature_extractor(clip.samples)
         prompt = clip.prompt.strip() if clip.prompt else ""
         previous = self._tokenizer.encode(" " + prompt)[-PROMPT_TOKENS:] if prompt else []
-        state = _Clip(index, clip, features, previous)
+        state = _Clip(index, clip, features, previous, prompt=previous)
         state.cpu_s = self._cpu.stop(cpu0)
         return state
 
@@ -261,7 +287,10 @@ class BatchDecoder:
             if size is None:
                 continue
             margin = state.clip.margin_s
-            window = FULL_WINDOW if margin is None else encoder_window(size / FRAMES_PER_S, margin)
+            if margin is None or state.full_window:
+                window = FULL_WINDOW
+            else:
+                window = encoder_window(size / FRAMES_PER_S, margin)
             state.windows.append(window)
             prompt = self._model.get_prompt(self._tokenizer, state.previous)
             purpose = state.clip.purpose
@@ -453,6 +482,11 @@ def _max_tokens(purpose: Purpose, audio_s: float) -> int:
     """A cap on tokens per decoding pass, so a loop (and each fallback retrying it) ends early."""
     rate, extra = (PARTIAL_TOKENS_PER_S, 10) if purpose == "partial" else (FINAL_TOKENS_PER_S, 20)
     return min(MAX_SAMPLED_TOKENS, math.ceil(rate * audio_s) + extra)
+
+
+def _stretched_s(words: Sequence[DecodedWord]) -> float:
+    """Seconds by which words run over ``STRETCHED_WORD_S``."""
+    return sum(max(0.0, w.end_s - w.start_s - STRETCHED_WORD_S) for w in words)
 
 
 def _heard_already(before: list[DecodedWord], window: list[DecodedWord]) -> bool:
