@@ -16,9 +16,9 @@ Per-clip semantics a shared ``generate`` cannot give are restored per clip, afte
   cap (a loop) is decoded again alone with its cap, so it gets what a lone decode gives;
 - temperature fallback: a clip whose greedy decode needs it is decoded again alone with
   faster-whisper's ``generate_with_fallback`` (off by default);
-- a final whose words hold one longer than ``STRETCHED_WORD_S`` (Whisper skipped the words after
-  it and aligned it over their audio) starts over in Whisper's full window, which skips less, in
-  the next round; the decode with fewer stretched seconds is kept.
+- a final whose last words hold one longer than ``STRETCHED_WORD_S`` (Whisper stopped before the
+  words after it and aligned it over their audio) starts over in Whisper's full window, which
+  stops early less often, in the next round; the decode with fewer stretched seconds is kept.
 
 A group that fails is retried one clip at a time, so one bad clip fails alone. CPU time is
 measured per stage (``CpuLedger``: stages of concurrent batches share the time they overlap) and
@@ -61,9 +61,11 @@ PARTIAL_TOKENS_PER_S = 5.0  # a cap on partial decodes, above fast speech (~4 to
 FINAL_TOKENS_PER_S = 10.0  # timestamps and punctuation are tokens too
 MAX_WINDOWS = 3  # a clip is at most 28 s: one window, and a second for what Whisper left over
 MIN_REST_S = 1.0  # audio after the last word worth another window
-# Whisper skips a run of words now and then and aligns the word before them over their audio; a
-# final with a word this long is decoded again in Whisper's full 30 s window
+# Whisper now and then stops before the last words of a window and aligns the words it ended on
+# over their audio: a final with one of its last words this long is decoded again in Whisper's full
+# 30 s window. Earlier words this long are a pause given to a word ("ask" after "fellow Americans")
 STRETCHED_WORD_S = 1.5
+STRETCHED_TAIL_WORDS = 2
 FIRST_TEXT_MAX_S = 1.6  # a segment's first partial try (~1 s with the pad) and its retries
 # a prompt's last tokens only: clips whose prompts have one length share a generate, and finals
 # prompted with the words before them mostly reach this length
@@ -485,8 +487,9 @@ def _max_tokens(purpose: Purpose, audio_s: float) -> int:
 
 
 def _stretched_s(words: Sequence[DecodedWord]) -> float:
-    """Seconds by which words run over ``STRETCHED_WORD_S``."""
-    return sum(max(0.0, w.end_s - w.start_s - STRETCHED_WORD_S) for w in words)
+    """Seconds by which the last ``STRETCHED_TAIL_WORDS`` words run over ``STRETCHED_WORD_S``."""
+    tail = words[-STRETCHED_TAIL_WORDS:]
+    return sum(max(0.0, w.end_s - w.start_s - STRETCHED_WORD_S) for w in tail)
 
 
 def _heard_already(before: list[DecodedWord], window: list[DecodedWord]) -> bool:
