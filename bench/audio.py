@@ -162,6 +162,13 @@ def pieces(talks: Sequence[Talk], seconds: float) -> list[Talk]:
     return [own[k] for k in range(max(map(len, cut), default=0)) for own in cut if k < len(own)]
 
 
+def capacity_pieces(talks: Sequence[Talk], seconds: float) -> list[Talk]:
+    """The capacity ramp's material: ``pieces`` of the talks with at least ``seconds`` of speech,
+    in name order."""
+    long_enough = sorted((t for t in talks if t.duration_s >= seconds), key=lambda t: t.name)
+    return pieces(long_enough, seconds)
+
+
 # -- the fallback samples of pytest-audioeval ----------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """Capacity: concurrent real-time streams into one engine's worker(s), ramped until a level fails.
 
 Each level streams ``n`` different talks at once (pieces of the corpus's talks; they repeat only
-when there are more streams than pieces), staggered, through capture's native protocol, into a system started with the engine's
-default settings. A level fails when its finals or first partials come too late, its transcripts
+when there are more streams than pieces), staggered, through capture's native protocol, into a
+system started with the engine's default settings. A level fails when its finals or first partials come too late, its transcripts
 are less accurate than the offline decode of the same audio, the workers' lag grows while every
 stream plays, or a session does not drain (``Limits``); the ramp stops at the first failing
 level and the level before it is the sustained one.

@@ -28,7 +28,7 @@ import numpy as np
 from speech_corpus import load_items, wer
 from worker_process import MODEL
 
-from bench.audio import Pcm, Session, Span, Talk, pieces, session, talks_from_items
+from bench.audio import Pcm, Session, Span, Talk, capacity_pieces, session, talks_from_items
 from bench.metrics import displays
 from bench.stability import retraction
 from bench.system import Emission
@@ -270,10 +270,7 @@ def sessions_under_test(args: argparse.Namespace) -> tuple[list[Talk], list[Sess
         talks = talks[: args.limit]
     if not args.capacity_s:
         return talks, [session(args.split, talks, 1.0)]
-    long_enough = sorted(
-        (t for t in talks if t.duration_s >= args.capacity_s), key=lambda t: t.name
-    )
-    cut = pieces(long_enough, args.capacity_s)
+    cut = capacity_pieces(talks, args.capacity_s)
     return cut, [session(t.name, [t], 1.0) for t in cut]
 
 

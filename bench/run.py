@@ -53,8 +53,8 @@ from bench.audio import (
     Talk,
     Utterance,
     audioeval_samples,
+    capacity_pieces,
     corpus_available,
-    pieces,
     session,
     talks_from_items,
 )
@@ -263,8 +263,7 @@ def material(options: Options) -> Material:
     if options.longform and options.split == "eval":
         (item,) = load_items("eval", "manifest_longform.jsonl")
         longform = session("longform", [_single_talk(item)], options.gap_s)
-    long_enough = [t for t in talks if t.duration_s >= options.capacity_s]
-    capacity = pieces(sorted(long_enough, key=lambda t: t.name), options.capacity_s)
+    capacity = capacity_pieces(talks, options.capacity_s)
     split = options.split + (f" (first {len(talks)} talks)" if options.max_talks else "")
     return Material(split, main, longform, capacity or talks)
 

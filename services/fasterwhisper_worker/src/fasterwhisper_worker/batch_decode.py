@@ -131,8 +131,12 @@ class _Clip:
     decode_s: float = 0.0
     done: bool = False
     prompt: list[int] = field(default_factory=list)  # the clip's own, for a decode again
-    full_window: bool = False  # decoding again in the full window
     first_try: list[DecodedWord] | None = None  # the words of the cut window's decode
+
+    @property
+    def full_window(self) -> bool:
+        """Decoding again in the full window."""
+        return self.first_try is not None
 
     @property
     def content(self) -> int:
@@ -170,7 +174,7 @@ class _Clip:
         if _stretched_s(self.words) == 0:
             return False
         self.first_try, self.words, self.windows = self.words, [], []
-        self.full_window, self.done = True, False
+        self.done = False
         self.seek, self.previous = 0, self.prompt
         return True
 
